@@ -1,0 +1,23 @@
+"""streamsam: SAM 2 / SAM 2.1 promptable segmentation on live video.
+
+`import streamsam` is the lean runtime: numpy and the standard library only. Exporting
+(`streamsam.export`, needs torch) and engine building (`streamsam.engines`, needs TensorRT) are
+subpackages with their own optional dependencies.
+"""
+
+from .contracts import GRAPH_NAMES, GraphContract, ModelDims, TensorSpec, graph_contracts
+from .errors import CheckpointError, ExportError, MissingDependencyError, StreamSamError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GRAPH_NAMES",
+    "CheckpointError",
+    "ExportError",
+    "GraphContract",
+    "MissingDependencyError",
+    "ModelDims",
+    "StreamSamError",
+    "TensorSpec",
+    "graph_contracts",
+]

@@ -1,0 +1,195 @@
+"""The graph contracts: the one place that says what each of the four graphs takes and gives.
+
+The exporter names its ONNX inputs and outputs from here, the runtime allocates its buffers from here,
+the engine builder derives its TensorRT profiles from here, and the tests and the README table read it
+too. Shapes mix fixed sizes (ints, from the model's dimensions) and two symbolic axes:
+
+- `objects`: the batch of tracked objects (the frame's own features keep batch 1 and broadcast);
+- `points`: prompt points per object (clicks, box corners as labels 2/3, padding as -1).
+
+Memory attention takes a fixed number of memory and pointer slots with validity flags, so a
+preallocated ring can be passed as it is: empty slots are masked out of the attention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+OBJECTS = "objects"
+POINTS = "points"
+
+# Prompt point labels, as SAM's prompt encoder reads them.
+LABEL_PADDING = -1
+LABEL_NEGATIVE = 0
+LABEL_POSITIVE = 1
+LABEL_BOX_TOP_LEFT = 2
+LABEL_BOX_BOTTOM_RIGHT = 3
+
+# Mask logits of an object judged absent (the official NO_OBJ_SCORE).
+NO_OBJECT_LOGIT = -1024.0
+
+IMAGE_ENCODER = "image_encoder"
+MEMORY_ATTENTION = "memory_attention"
+MASK_DECODER = "mask_decoder"
+MEMORY_ENCODER = "memory_encoder"
+GRAPH_NAMES = (IMAGE_ENCODER, MEMORY_ATTENTION, MASK_DECODER, MEMORY_ENCODER)
+
+# ImageNet statistics the image encoder was trained with, on 0..1 RGB.
+PIXEL_MEAN = (0.485, 0.456, 0.406)
+PIXEL_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    """The sizes a set of graphs was exported with (written to and read from the manifest)."""
+
+    image_size: int
+    d_model: int
+    mem_dim: int
+    num_maskmem: int
+    memory_slots: int  # prompted-frame memories + (num_maskmem - 1) recent frames
+    pointer_slots: int  # prompted-frame pointers + (max_obj_ptrs_in_encoder - 1) recent frames
+
+    def __post_init__(self) -> None:
+        if self.image_size % 16 or self.d_model % self.mem_dim:
+            raise ValueError(
+                f"ModelDims | received image_size={self.image_size}, d_model={self.d_model}, "
+                f"mem_dim={self.mem_dim}; expected image_size divisible by 16 and d_model by mem_dim"
+            )
+        if self.memory_slots < self.num_maskmem or self.pointer_slots < 1:
+            raise ValueError(
+                f"ModelDims | received memory_slots={self.memory_slots}, pointer_slots={self.pointer_slots}; "
+                f"expected memory_slots >= num_maskmem ({self.num_maskmem}) and pointer_slots >= 1"
+            )
+
+    @property
+    def feat_size(self) -> int:
+        return self.image_size // 16
+
+    @property
+    def low_res_size(self) -> int:
+        return self.image_size // 4
+
+    @property
+    def max_prompted_frames(self) -> int:
+        return self.memory_slots - (self.num_maskmem - 1)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str  # numpy dtype name
+    shape: tuple[int | str, ...]
+
+    def concrete_shape(self, **axes: int) -> tuple[int, ...]:
+        """The shape with symbolic axes filled in, e.g. `objects=2, points=3`."""
+        missing = [a for a in self.shape if isinstance(a, str) and a not in axes]
+        if missing:
+            raise ValueError(f"{self.name} | received axes {sorted(axes)}; expected values for {missing}")
+        return tuple(axes[a] if isinstance(a, str) else a for a in self.shape)
+
+
+@dataclass(frozen=True)
+class GraphContract:
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
+    def tensor(self, name: str) -> TensorSpec:
+        for spec in self.inputs + self.outputs:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"{self.name} | received tensor name {name!r}; expected one of {self.input_names + self.output_names}")
+
+
+def graph_contracts(dims: ModelDims) -> dict[str, GraphContract]:
+    """The four graphs' inputs and outputs for models of these dimensions."""
+    s, d, mem, g, lr = dims.image_size, dims.d_model, dims.mem_dim, dims.feat_size, dims.low_res_size
+    f32, i32, b = "float32", "int32", "bool"
+    high_res_0 = TensorSpec("high_res_feats_0", f32, (1, d // 8, 4 * g, 4 * g))
+    high_res_1 = TensorSpec("high_res_feats_1", f32, (1, d // 4, 2 * g, 2 * g))
+    image_embed = TensorSpec("image_embed", f32, (1, d, g, g))
+    contracts = [
+        GraphContract(
+            IMAGE_ENCODER,
+            inputs=(TensorSpec("image", f32, (1, 3, s, s)),),
+            outputs=(high_res_0, high_res_1, image_embed),
+        ),
+        GraphContract(
+            MEMORY_ATTENTION,
+            inputs=(
+                image_embed,
+                TensorSpec("memory", f32, (OBJECTS, dims.memory_slots, mem, g, g)),
+                # temporal distance of each memory: 0 for prompted frames, 1..num_maskmem-1 for recent ones
+                TensorSpec("memory_tpos", i32, (OBJECTS, dims.memory_slots)),
+                TensorSpec("memory_valid", b, (OBJECTS, dims.memory_slots)),
+                TensorSpec("obj_ptrs", f32, (OBJECTS, dims.pointer_slots, d)),
+                # signed frame distance of each pointer divided by (max pointers - 1), as the official code
+                TensorSpec("obj_ptr_tpos", f32, (OBJECTS, dims.pointer_slots)),
+                TensorSpec("obj_ptr_valid", b, (OBJECTS, dims.pointer_slots)),
+            ),
+            outputs=(TensorSpec("conditioned_embed", f32, (OBJECTS, d, g, g)),),
+        ),
+        GraphContract(
+            MASK_DECODER,
+            inputs=(
+                TensorSpec("conditioned_embed", f32, (OBJECTS, d, g, g)),
+                high_res_0,
+                high_res_1,
+                # pixel coordinates in the model's input frame (0..image_size)
+                TensorSpec("point_coords", f32, (OBJECTS, POINTS, 2)),
+                TensorSpec("point_labels", i32, (OBJECTS, POINTS)),
+                TensorSpec("mask_input", f32, (OBJECTS, 1, lr, lr)),
+                TensorSpec("has_mask_input", f32, (OBJECTS, 1)),
+                TensorSpec("multimask_output", b, (OBJECTS,)),
+            ),
+            outputs=(
+                TensorSpec("low_res_multimasks", f32, (OBJECTS, 3, lr, lr)),
+                TensorSpec("multimask_ious", f32, (OBJECTS, 3)),
+                TensorSpec("low_res_masks", f32, (OBJECTS, 1, lr, lr)),
+                # the chosen mask upsampled to the model's input size: the memory encoder's input
+                TensorSpec("high_res_masks", f32, (OBJECTS, 1, s, s)),
+                TensorSpec("ious", f32, (OBJECTS, 1)),
+                TensorSpec("obj_ptr", f32, (OBJECTS, d)),
+                TensorSpec("object_score_logits", f32, (OBJECTS, 1)),
+            ),
+        ),
+        GraphContract(
+            MEMORY_ENCODER,
+            inputs=(
+                image_embed,
+                TensorSpec("high_res_masks", f32, (OBJECTS, 1, s, s)),
+                TensorSpec("object_score_logits", f32, (OBJECTS, 1)),
+                TensorSpec("is_mask_from_pts", b, (OBJECTS,)),
+            ),
+            outputs=(TensorSpec("maskmem_features", f32, (OBJECTS, mem, g, g)),),
+        ),
+    ]
+    return {c.name: c for c in contracts}
+
+
+# The official model's sizes: SAM 2.1 tiny (and every other size) at 1024, two prompted frames.
+DEFAULT_DIMS = ModelDims(image_size=1024, d_model=256, mem_dim=64, num_maskmem=7, memory_slots=8, pointer_slots=17)
+
+
+def markdown_table(dims: ModelDims) -> str:
+    """The contracts as the README's table (a test keeps the README in step with this module)."""
+    rows = ["| graph | input | output |", "|---|---|---|"]
+
+    def fmt(spec: TensorSpec) -> str:
+        return f"`{spec.name}` {spec.dtype} [{', '.join(str(a) for a in spec.shape)}]"
+
+    for contract in graph_contracts(dims).values():
+        rows.append(
+            f"| {contract.name} | {'<br>'.join(fmt(s) for s in contract.inputs)} | {'<br>'.join(fmt(s) for s in contract.outputs)} |"
+        )
+    return "\n".join(rows)
+
