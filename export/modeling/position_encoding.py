@@ -79,8 +79,9 @@ class PositionEmbeddingRandom(nn.Module):
 
     def forward_with_coords(self, coords: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
         """Encode pixel coordinates [B, N, 2] (x, y) of an image of `image_size` (h, w): [B, N, C]."""
-        scale = torch.tensor([1.0 / image_size[1], 1.0 / image_size[0]], dtype=torch.float32, device=coords.device)
-        return self._encode(coords.to(torch.float32) * scale)
+        # A division (not a multiply by the reciprocal) keeps the official rounding at any size.
+        size = torch.tensor([float(image_size[1]), float(image_size[0])], dtype=torch.float32, device=coords.device)
+        return self._encode(coords.to(torch.float32) / size)
 
 
 def get_1d_sine_pe(pos: torch.Tensor, dim: int, temperature: float = 10000.0) -> torch.Tensor:
