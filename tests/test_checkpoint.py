@@ -92,3 +92,20 @@ def test_unsupported_image_size_is_refused(tmp_path):
     _write_checkpoint(path, "reduced")
     with pytest.raises(ValueError, match=r"received image_size=1000; expected a multiple of 32"):
         load_checkpoint(path, image_size=1000)
+
+
+def test_every_official_version_and_size_has_exactly_the_official_keys_and_shapes():
+    """tests/golden/official_state_dict_shapes.json.gz is read off the official sam2 package
+    (make_golden.py --dump-keys), so an official checkpoint of any size loads strictly."""
+    import gzip
+    import json
+
+    from conftest import GOLDEN
+
+    official = json.loads(gzip.decompress((GOLDEN / "official_state_dict_shapes.json.gz").read_bytes()))["configs"]
+    assert len(official) == 8
+    for name, shapes in official.items():
+        ours = {k: list(v) for k, v in Sam2Model.expected_shapes(get_config(name)).items()}
+        missing, unexpected = sorted(set(shapes) - set(ours)), sorted(set(ours) - set(shapes))
+        assert not missing and not unexpected, f"{name}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        assert ours == shapes, f"{name}: shapes differ"

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import filecmp
+import gzip
 import hashlib
 import importlib.util
 import io
@@ -766,17 +767,29 @@ def generate_config(cfg: GoldenConfig, out_dir: Path) -> dict:
 
 
 def dump_keys(out_dir: Path) -> None:
-    """Write the official state-dict keys and shapes of the 8 released models (image 1024)."""
+    """Write the official state-dict keys and shapes of the 8 released models (image 1024): one
+    text file per model in out_dir, and tests/golden/official_state_dict_shapes.json.gz, which
+    tests/test_checkpoint.py compares with our model's keys and shapes."""
     out_dir.mkdir(parents=True, exist_ok=True)
     from sam2.build_sam import build_sam2
 
+    configs = {}
     for name, config_file in KEY_DUMP_MODELS.items():
         model = build_sam2(config_file, ckpt_path=None, device="cpu", mode="eval")
         lines = [f"{k}\t{list(v.shape)}\t{str(v.dtype).replace('torch.', '')}"
                  for k, v in model.state_dict().items()]
         path = out_dir / f"official_keys_{name}.txt"
         path.write_text("\n".join(lines) + "\n")
+        version, size = name.split("_", 1)
+        configs[f"{version}_hiera_{size}"] = {k: list(v.shape) for k, v in model.state_dict().items()}
         print(f"{path}: {len(lines)} keys")
+    data = {
+        "source": "sam2 1.1.0, build_sam2(<official yaml>, ckpt_path=None) at image 1024: state_dict() "
+        "keys and shapes (tests/golden/make_golden.py --dump-keys)",
+        "configs": configs,
+    }
+    with gzip.GzipFile(GOLDEN_DIR / "official_state_dict_shapes.json.gz", "wb", mtime=0) as f:
+        f.write(json.dumps(data, sort_keys=True).encode())
 
 
 def check_reproducible(names: list[str], ref_dir: Path) -> None:
