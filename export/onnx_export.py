@@ -242,7 +242,9 @@ def export_model(
             "mask_downsample": {
                 "weight": model.mask_downsample.weight.detach().reshape(4, 4).tolist(),
                 "bias": float(model.mask_downsample.bias.detach()[0]),
-            }
+            },
+            # the pointer of an absent object; a mask prompt with an empty mask gets it
+            "no_obj_ptr": model.no_obj_ptr.detach().reshape(-1).tolist(),
         },
     )
     manifest.write(out)

@@ -5,12 +5,19 @@
 subpackages with their own optional dependencies.
 """
 
+from .backend import Backend, OnnxRuntimeBackend
 from .contracts import GRAPH_NAMES, GraphContract, ModelDims, TensorSpec, graph_contracts
 from .errors import CheckpointError, ExportError, MissingDependencyError, StreamSamError
+from .results import FrameResult
+from .stream_tracker import StreamTracker
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backend",
+    "FrameResult",
+    "OnnxRuntimeBackend",
+    "StreamTracker",
     "GRAPH_NAMES",
     "CheckpointError",
     "ExportError",

@@ -26,8 +26,9 @@ class MaskDecoderGraph(nn.Module):
     without multimask repeat their single mask), low_res_masks [B, 1, 4g, 4g] (the chosen mask),
     high_res_masks [B, 1, S, S], ious [B, 1], obj_ptr [B, d], object_score_logits [B, 1].
 
-    Masks of an absent object (object score <= 0) are set to NO_OBJECT_LOGIT, and its pointer to
-    `no_obj_ptr`, as the official model does.
+    The video path (`_forward_sam_heads`) sets the chosen masks of an absent object (object score
+    <= 0) to NO_OBJECT_LOGIT and its pointer to `no_obj_ptr`; `low_res_multimasks` stay ungated, as
+    SAM 2's image predictor returns them.
     """
 
     def __init__(self, model: Sam2Model) -> None:
@@ -64,7 +65,7 @@ class MaskDecoderGraph(nn.Module):
             stability_thresh=DYNAMIC_MULTIMASK_STABILITY_THRESH,
             use_multimask_token_for_obj_ptr=True,
         )
-        multimasks, multimask_ious, low_res_masks, obj_ptr, object_score_logits = finish_sam_heads(
+        _, _, low_res_masks, obj_ptr, object_score_logits = finish_sam_heads(
             multimasks, multimask_ious, sam_tokens, object_score_logits, self.obj_ptr_proj, self.no_obj_ptr, multimask_output
         )
         best_iou = multimask_ious.max(dim=1, keepdim=True).values

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from streamsam.contracts import LABEL_PADDING, graph_contracts
+from streamsam.contracts import LABEL_PADDING, NO_OBJECT_LOGIT, graph_contracts
 from streamsam.export.config import get_config
 from streamsam.export.modeling.sam2_model import Sam2Model
 from streamsam.export.onnx_export import GRAPH_WRAPPERS, ExportOptions, export_model, model_dims
@@ -37,6 +37,7 @@ class Expected:
     official: np.ndarray
     is_mask: bool = False
     channels: int | None = None  # compare only the first channels of ours (single-mask rows)
+    gate: bool = False  # apply the official no-object gating (by our object score) before comparing
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,8 @@ def mask_decoder_cases(name: str) -> list[Case]:
         m = 3 if multimask else 1
         out = lambda k: z[f"{case}/out/{k}"]  # noqa: E731
         expected = [
-            Expected("low_res_multimasks", out("low_res_multimasks"), True, m),
+            # ours are ungated (image-predictor semantics); the official video path gates them
+            Expected("low_res_multimasks", out("low_res_multimasks"), True, m, gate=True),
             Expected("multimask_ious", out("ious"), False, m),
             Expected("low_res_masks", out("low_res_masks"), True),
             Expected("obj_ptr", out("obj_ptr")),
@@ -220,6 +222,9 @@ def compare(got: dict[str, np.ndarray], expected: Expected, sign_margin: float |
     have = got[expected.ours]
     if expected.channels is not None:
         have = have[:, : expected.channels]
+    if expected.gate:
+        present = got["object_score_logits"][:, :, None, None] > 0
+        have = np.where(present, have, NO_OBJECT_LOGIT)
     if have.shape != expected.official.shape:
         raise AssertionError(f"{expected.ours}: shape {have.shape} vs official {expected.official.shape}")
     err = float(np.abs(have - expected.official).max())

@@ -1,0 +1,92 @@
+"""Backends run a graph by name over named arrays, writing into buffers the caller allocated once.
+
+The interface is the same for every backend: `run(graph, inputs, outputs)` where `outputs` are
+preallocated arrays (or, for a device backend, device buffers) that the backend fills in place, so a
+session allocates nothing per frame. ONNX Runtime is the default: CPU, and its CUDA or TensorRT
+execution providers where an onnxruntime build has them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Protocol, Sequence
+
+import numpy as np
+
+from .contracts import GraphContract
+from .errors import StreamSamError, require
+from .manifest import Manifest, read_manifest
+
+
+class Backend(Protocol):
+    """What sessions need from a backend."""
+
+    manifest: Manifest
+
+    def run(self, graph: str, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> None:
+        """Run `graph`; every output named in the contract is written into `outputs[name]`."""
+        ...
+
+
+def check_arrays(contract: GraphContract, arrays: Mapping[str, np.ndarray], io: str) -> None:
+    """Names, dtypes and ranks against the contract: a wrong buffer fails here, not deep in a kernel."""
+    specs = contract.inputs if io == "input" else contract.outputs
+    missing = [s.name for s in specs if s.name not in arrays]
+    if missing:
+        raise StreamSamError(f"{contract.name} | received {io}s {sorted(arrays)}; expected also {missing}")
+    for spec in specs:
+        array = arrays[spec.name]
+        fixed_ok = all(isinstance(a, str) or a == n for a, n in zip(spec.shape, array.shape))
+        if array.dtype != np.dtype(spec.dtype) or array.ndim != len(spec.shape) or not fixed_ok:
+            raise StreamSamError(
+                f"{contract.name}.{spec.name} | received {array.dtype} {array.shape}; expected {spec.dtype} {spec.shape}"
+            )
+        if not array.flags.c_contiguous:
+            raise StreamSamError(f"{contract.name}.{spec.name} | received a non-contiguous array; expected C-contiguous")
+
+
+class OnnxRuntimeBackend:
+    """The four graphs of an exported folder on ONNX Runtime.
+
+    `providers` defaults to the CPU; pass e.g. ["CUDAExecutionProvider", "CPUExecutionProvider"] with
+    onnxruntime-gpu. `threads` sets intra-op threads (None: ONNX Runtime's default, all cores).
+    """
+
+    def __init__(self, onnx_dir: str | Path, providers: Sequence[str] | None = None, threads: int | None = None) -> None:
+        ort = require("onnxruntime", "ort")
+        self.onnx_dir = Path(onnx_dir)
+        self.manifest = read_manifest(self.onnx_dir)
+        self.providers = list(providers or ["CPUExecutionProvider"])
+        available = ort.get_available_providers()
+        unknown = [p for p in self.providers if p not in available]
+        if unknown:
+            raise StreamSamError(
+                f"ONNX Runtime providers | received {unknown}; expected some of {available}. "
+                "For CUDA install onnxruntime-gpu (pip install 'streamsam[ort-gpu]')."
+            )
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        self._sessions = {}
+        for name, entry in self.manifest.graphs.items():
+            path = self.onnx_dir / entry.file
+            if not path.is_file() or path.stat().st_size != entry.size_bytes:
+                raise StreamSamError(
+                    f"{path} | received {'no file' if not path.is_file() else f'{path.stat().st_size} bytes'}; "
+                    f"expected {entry.size_bytes} bytes as manifest.json says. Re-export the graphs."
+                )
+            self._sessions[name] = ort.InferenceSession(str(path), options, providers=self.providers)
+        self._contracts = self.manifest.contracts
+
+    def run(self, graph: str, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]) -> None:
+        contract = self._contracts[graph]
+        check_arrays(contract, inputs, "input")
+        check_arrays(contract, outputs, "output")
+        session = self._sessions[graph]
+        binding = session.io_binding()
+        for spec in contract.inputs:
+            binding.bind_cpu_input(spec.name, inputs[spec.name])
+        for spec in contract.outputs:
+            out = outputs[spec.name]
+            binding.bind_output(spec.name, "cpu", 0, out.dtype, list(out.shape), out.ctypes.data)
+        session.run_with_iobinding(binding)

@@ -1,0 +1,120 @@
+"""The four graphs over buffers allocated once: what every session runs per frame.
+
+Rows are objects: a session keeps its objects in rows 0..n-1 and runs a graph on a slice of rows,
+so all objects go through one call per graph. Every buffer is allocated here, at open, for
+`max_objects`; a step only writes into them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .backend import Backend
+from .contracts import IMAGE_ENCODER, LABEL_PADDING, MASK_DECODER, MEMORY_ATTENTION, MEMORY_ENCODER
+from .image_ops import preprocess_frame
+from .memory_bank import MemoryBank
+
+
+class Pipeline:
+    def __init__(self, backend: Backend, max_objects: int) -> None:
+        self.backend = backend
+        self.dims = dims = backend.manifest.dims
+        self.max_objects = max_objects
+        contracts = backend.manifest.contracts
+
+        def alloc(graph: str, io: str) -> dict[str, np.ndarray]:
+            specs = contracts[graph].inputs if io == "in" else contracts[graph].outputs
+            return {s.name: np.zeros(s.concrete_shape(objects=max_objects, points=1), s.dtype) for s in specs}
+
+        self.encoder_out = alloc(IMAGE_ENCODER, "out")
+        self.image = np.zeros(contracts[IMAGE_ENCODER].inputs[0].shape, np.float32)
+        self.conditioned = alloc(MEMORY_ATTENTION, "out")["conditioned_embed"]
+        self.decoder_in = alloc(MASK_DECODER, "in")
+        self.decoder_out = alloc(MASK_DECODER, "out")
+        self.memory_out = alloc(MEMORY_ENCODER, "out")["maskmem_features"]
+        self.is_mask_from_pts = np.zeros(max_objects, bool)
+        self.bank = MemoryBank(dims, max_objects)
+        constants = backend.manifest.constants
+        self.mask_downsample_weight = np.asarray(constants["mask_downsample"]["weight"], np.float32)
+        self.mask_downsample_bias = np.float32(constants["mask_downsample"]["bias"])
+        self.no_obj_ptr = np.asarray(constants["no_obj_ptr"], np.float32)
+
+    @property
+    def image_embed(self) -> np.ndarray:
+        return self.encoder_out["image_embed"]
+
+    def encode_image(self, frame: np.ndarray) -> None:
+        """Run the image encoder on an RGB uint8 frame; its features stay in `encoder_out`."""
+        preprocess_frame(frame, self.image)
+        self.backend.run(IMAGE_ENCODER, {"image": self.image}, self.encoder_out)
+
+    def attend(self, rows: slice) -> np.ndarray:
+        """Memory attention for `rows` with the bank's current selection -> conditioned features."""
+        bank = self.bank
+        inputs = {
+            "image_embed": self.image_embed,
+            "memory": bank.memory[rows],
+            "memory_tpos": bank.memory_tpos[rows],
+            "memory_valid": bank.memory_valid[rows],
+            "obj_ptrs": bank.obj_ptrs[rows],
+            "obj_ptr_tpos": bank.obj_ptr_tpos[rows],
+            "obj_ptr_valid": bank.obj_ptr_valid[rows],
+        }
+        out = self.conditioned[rows]
+        self.backend.run(MEMORY_ATTENTION, inputs, {"conditioned_embed": out})
+        return out
+
+    def decode(
+        self,
+        rows: slice,
+        features: np.ndarray,
+        point_coords: np.ndarray | None,
+        point_labels: np.ndarray | None,
+        mask_input: np.ndarray | None,
+        multimask: bool,
+    ) -> dict[str, np.ndarray]:
+        """The mask decoder for `rows`. Without points, one padding point (as the official model);
+        `point_coords` are in model input pixels. Returns views of the output buffers."""
+        n = rows.stop - rows.start
+        if point_coords is None:
+            point_coords = np.zeros((n, 1, 2), np.float32)
+            point_labels = np.full((n, 1), LABEL_PADDING, np.int32)
+        inputs = dict(self.decoder_in)
+        inputs["conditioned_embed"] = features
+        inputs["high_res_feats_0"] = self.encoder_out["high_res_feats_0"]
+        inputs["high_res_feats_1"] = self.encoder_out["high_res_feats_1"]
+        inputs["point_coords"] = np.ascontiguousarray(point_coords, np.float32)
+        inputs["point_labels"] = np.ascontiguousarray(point_labels, np.int32)
+        mask_buffer, has_mask = self.decoder_in["mask_input"][rows], self.decoder_in["has_mask_input"][rows]
+        if mask_input is None:
+            has_mask[...] = 0.0
+        else:
+            mask_buffer[...] = mask_input
+            has_mask[...] = 1.0
+        inputs["mask_input"], inputs["has_mask_input"] = mask_buffer, has_mask
+        multimask_buffer = self.decoder_in["multimask_output"][rows]
+        multimask_buffer[...] = multimask
+        inputs["multimask_output"] = multimask_buffer
+        outputs = {k: v[rows] for k, v in self.decoder_out.items()}
+        self.backend.run(MASK_DECODER, inputs, outputs)
+        return outputs
+
+    def encode_memory(self, rows: slice, high_res_masks: np.ndarray, object_score_logits: np.ndarray, from_points: bool) -> np.ndarray:
+        """The memory encoder for `rows` on the current frame's own (unconditioned) features."""
+        flags = self.is_mask_from_pts[rows]
+        flags[...] = from_points
+        out = self.memory_out[rows]
+        inputs = {
+            "image_embed": self.image_embed,
+            "high_res_masks": np.ascontiguousarray(high_res_masks, np.float32),
+            "object_score_logits": np.ascontiguousarray(object_score_logits, np.float32),
+            "is_mask_from_pts": flags,
+        }
+        self.backend.run(MEMORY_ENCODER, inputs, {"maskmem_features": out})
+        return out
+
+    def downsample_mask_prompt(self, mask: np.ndarray) -> np.ndarray:
+        """The model's `mask_downsample` (a 4x4, stride-4 convolution) of a [S, S] mask: [S/4, S/4]."""
+        s = mask.shape[-1] // 4
+        blocks = mask.reshape(s, 4, s, 4)
+        return np.einsum("aibj,ij->ab", blocks, self.mask_downsample_weight) + self.mask_downsample_bias
