@@ -245,6 +245,8 @@ def export_model(
             },
             # the pointer of an absent object; a mask prompt with an empty mask gets it
             "no_obj_ptr": model.no_obj_ptr.detach().reshape(-1).tolist(),
+            # what memory attention adds to a frame with no memory (image mode, first prompts)
+            "no_mem_embed": model.no_mem_embed.detach().reshape(-1).tolist(),
         },
     )
     manifest.write(out)

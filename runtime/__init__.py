@@ -8,6 +8,7 @@ subpackages with their own optional dependencies.
 from .backend import Backend, OnnxRuntimeBackend
 from .contracts import GRAPH_NAMES, GraphContract, ModelDims, TensorSpec, graph_contracts
 from .errors import CheckpointError, ExportError, MissingDependencyError, StreamSamError
+from .image_predictor import ImagePredictor
 from .results import FrameResult
 from .stream_tracker import StreamTracker
 
@@ -16,6 +17,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Backend",
     "FrameResult",
+    "ImagePredictor",
     "OnnxRuntimeBackend",
     "StreamTracker",
     "GRAPH_NAMES",

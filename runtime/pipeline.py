@@ -16,8 +16,9 @@ from .memory_bank import MemoryBank
 
 
 class Pipeline:
-    def __init__(self, backend: Backend, max_objects: int) -> None:
+    def __init__(self, backend: Backend, max_objects: int, resize: str = "pil_bicubic") -> None:
         self.backend = backend
+        self.resize = resize
         self.dims = dims = backend.manifest.dims
         self.max_objects = max_objects
         contracts = backend.manifest.contracts
@@ -38,6 +39,7 @@ class Pipeline:
         self.mask_downsample_weight = np.asarray(constants["mask_downsample"]["weight"], np.float32)
         self.mask_downsample_bias = np.float32(constants["mask_downsample"]["bias"])
         self.no_obj_ptr = np.asarray(constants["no_obj_ptr"], np.float32)
+        self.no_mem_embed = np.asarray(constants["no_mem_embed"], np.float32)[:, None, None]
 
     @property
     def image_embed(self) -> np.ndarray:
@@ -45,7 +47,7 @@ class Pipeline:
 
     def encode_image(self, frame: np.ndarray) -> None:
         """Run the image encoder on an RGB uint8 frame; its features stay in `encoder_out`."""
-        preprocess_frame(frame, self.image)
+        preprocess_frame(frame, self.image, self.resize)
         self.backend.run(IMAGE_ENCODER, {"image": self.image}, self.encoder_out)
 
     def attend(self, rows: slice) -> np.ndarray:
@@ -61,6 +63,10 @@ class Pipeline:
             "obj_ptr_valid": bank.obj_ptr_valid[rows],
         }
         out = self.conditioned[rows]
+        if not (inputs["memory_valid"].any() or inputs["obj_ptr_valid"].any()):
+            # Initial prompted frames only: the graph would add no_mem_embed and nothing else.
+            np.add(self.image_embed, self.no_mem_embed, out=out)
+            return out
         self.backend.run(MEMORY_ATTENTION, inputs, {"conditioned_embed": out})
         return out
 

@@ -42,9 +42,18 @@ class StreamTracker:
             result = tracker.track(frame)                # result.masks [n, H, W], result.visible
     """
 
-    def __init__(self, graphs: str | Path | Backend, max_objects: int = 4, fill_hole_area: int = DEFAULT_FILL_HOLE_AREA) -> None:
+    def __init__(
+        self,
+        graphs: str | Path | Backend,
+        max_objects: int = 4,
+        fill_hole_area: int = DEFAULT_FILL_HOLE_AREA,
+        resize: str = "pil_bicubic",
+    ) -> None:
+        """`graphs`: a folder written by `streamsam export`, or a Backend. `resize`: how frames are
+        brought to the model size (image_ops.RESIZE_MODES; the default is the official video
+        predictor's, "fast" trades bit-parity for speed)."""
         backend = graphs if hasattr(graphs, "run") else OnnxRuntimeBackend(graphs)
-        self.pipeline = Pipeline(backend, max_objects)
+        self.pipeline = Pipeline(backend, max_objects, resize)
         self.dims = self.pipeline.dims
         self.max_objects = max_objects
         self.fill_hole_area = fill_hole_area

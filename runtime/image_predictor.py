@@ -1,0 +1,77 @@
+"""ImagePredictor: SAM-style image mode (set_image, then predict with points / box / mask),
+with the official SAM2ImagePredictor's pre- and post-processing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .backend import Backend, OnnxRuntimeBackend
+from .errors import StreamSamError
+from .image_ops import PREV_MASK_CLAMP, check_frame, resize_logits
+from .pipeline import Pipeline
+from .prompts import box_prompt, check_box, check_points, to_model_coords
+
+MASK_THRESHOLD = 0.0
+
+
+class ImagePredictor:
+    """
+        predictor = ImagePredictor("graphs/tiny")
+        predictor.set_image(image)                                  # H x W x 3 uint8 RGB
+        masks, ious, low_res = predictor.predict(point_coords=[(500, 375)], point_labels=[1])
+    """
+
+    def __init__(self, graphs: str | Path | Backend, resize: str = "antialias_bilinear") -> None:
+        backend = graphs if hasattr(graphs, "run") else OnnxRuntimeBackend(graphs)
+        self.pipeline = Pipeline(backend, max_objects=1, resize=resize)
+        self.dims = self.pipeline.dims
+        self._image_size: tuple[int, int] | None = None
+        self._features: np.ndarray | None = None
+
+    def set_image(self, image: np.ndarray) -> None:
+        """Encode an image once; predict() can then be called with any prompts."""
+        image = check_frame(image)
+        self._image_size = None
+        p = self.pipeline
+        p.encode_image(image)
+        # The official image predictor adds no_mem_embed to the stride-16 features (no memory).
+        p.bank.forget_memory_of_rows(slice(0, 1))
+        self._features = p.attend(slice(0, 1))
+        self._image_size = image.shape[:2]
+
+    def predict(
+        self,
+        point_coords=None,
+        point_labels=None,
+        box=None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Masks for the prompts on the set image: (masks [C, H, W] bool (logits with return_logits),
+        ious [C], low-res logits [C, h, w] to feed back as `mask_input`). C is 3 with
+        multimask_output, else 1. Points are (x, y) pixels of the image; the box (x0, y0, x1, y1)."""
+        if self._image_size is None:
+            raise StreamSamError("predict | received no image; expected set_image(image) first")
+        size, s, lr = self._image_size, self.dims.image_size, self.dims.low_res_size
+        pts, lbl = check_points(point_coords, point_labels, size)
+        if box is not None:
+            corners, corner_labels = box_prompt(check_box(box, size))
+            pts, lbl = np.concatenate([corners, pts]), np.concatenate([corner_labels, lbl])
+        if mask_input is not None:
+            mask_input = np.asarray(mask_input, np.float32)
+            if mask_input.shape not in ((1, lr, lr), (lr, lr)):
+                raise StreamSamError(f"mask_input | received shape {mask_input.shape}; expected (1, {lr}, {lr}) low-res logits from a previous predict()")
+            mask_input = mask_input.reshape(1, 1, lr, lr)
+        if len(pts) == 0 and mask_input is None:
+            raise StreamSamError("predict | received no prompt; expected point_coords, a box or a mask_input")
+        coords, labels = (to_model_coords(pts, size, s)[None], lbl[None]) if len(pts) else (None, None)
+        out = self.pipeline.decode(slice(0, 1), self._features, coords, labels, mask_input, multimask_output)
+        count = 3 if multimask_output else 1
+        low_res = np.clip(out["low_res_multimasks"][0, :count], -PREV_MASK_CLAMP, PREV_MASK_CLAMP)
+        ious = out["multimask_ious"][0, :count].copy()
+        logits = resize_logits(out["low_res_multimasks"][0, :count], *size)
+        masks = logits if return_logits else logits > MASK_THRESHOLD
+        return masks, ious, low_res.copy()
