@@ -11,6 +11,7 @@ from .errors import CheckpointError, ExportError, MissingDependencyError, Stream
 from .image_predictor import ImagePredictor
 from .results import FrameResult
 from .stream_tracker import StreamTracker
+from .video_predictor import VideoPredictor
 
 __version__ = "0.1.0"
 
@@ -20,6 +21,7 @@ __all__ = [
     "ImagePredictor",
     "OnnxRuntimeBackend",
     "StreamTracker",
+    "VideoPredictor",
     "GRAPH_NAMES",
     "CheckpointError",
     "ExportError",

@@ -115,7 +115,8 @@ def _antialias_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray
 
 def antialias_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Antialiased bilinear resize of [H, W] or [H, W, C] float data, as
-    F.interpolate(mode="bilinear", antialias=True) and torchvision's Resize compute it."""
+    F.interpolate(mode="bilinear", antialias=True) and torchvision's Resize compute it. When
+    enlarging, the filter is plain bilinear (align_corners=False), borders included."""
     image = np.asarray(image, np.float32)
     rows_index, rows_weight = _antialias_taps(image.shape[0], height)
     cols_index, cols_weight = _antialias_taps(image.shape[1], width)

@@ -26,6 +26,15 @@ from .contracts import ModelDims
 MAX_OBJ_PTRS = 16  # the official max_obj_ptrs_in_encoder
 
 
+def to_bfloat16_bits(x: np.ndarray) -> np.ndarray:
+    """float32 -> the bfloat16 bits (uint16) of its nearest bfloat16: half the storage."""
+    return (round_to_bfloat16(x).view(np.uint32) >> 16).astype(np.uint16)
+
+
+def from_bfloat16_bits(bits: np.ndarray) -> np.ndarray:
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
 def round_to_bfloat16(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Round float32 values to the nearest bfloat16 (ties to even), kept as float32.
 
@@ -113,6 +122,26 @@ class MemoryBank:
         self.obj_ptrs[row, ptr_slot] = obj_ptr
         self.ptr_frame[row, ptr_slot] = frame
 
+    def load_row(self, row: int, memories: list[tuple[np.ndarray, int]], pointers: list[tuple[np.ndarray, float]]) -> None:
+        """Fill one row's slots from an explicit selection (a session that keeps every frame's
+        outputs and applies the selection rules itself): memories as (features, temporal
+        position), pointers as (pointer, normalised signed distance)."""
+        if len(memories) > self.dims.memory_slots or len(pointers) > self.dims.pointer_slots:
+            raise ValueError(
+                f"MemoryBank.load_row | received {len(memories)} memories and {len(pointers)} pointers; "
+                f"expected at most {self.dims.memory_slots} and {self.dims.pointer_slots}"
+            )
+        self.memory_valid[row] = False
+        self.obj_ptr_valid[row] = False
+        for slot, (features, tpos) in enumerate(memories):
+            self.memory[row, slot] = features
+            self.memory_tpos[row, slot] = tpos
+            self.memory_valid[row, slot] = True
+        for slot, (pointer, tpos) in enumerate(pointers):
+            self.obj_ptrs[row, slot] = pointer
+            self.obj_ptr_tpos[row, slot] = tpos
+            self.obj_ptr_valid[row, slot] = True
+
     def move_row(self, src: int, dst: int) -> None:
         """Move an object's memories to another row (keeps a session's rows contiguous)."""
         for array in (self.memory, self.memory_frame, self.obj_ptrs, self.ptr_frame, self._prompt_age):
@@ -125,13 +154,8 @@ class MemoryBank:
         frame: int,
         reverse: bool = False,
         num_frames: int | None = None,
-        exclude_prompted_frame: int | None = None,
     ) -> None:
-        """Fill memory_tpos / memory_valid / obj_ptr_tpos / obj_ptr_valid of `rows` for `frame`.
-
-        `exclude_prompted_frame` leaves out a prompted frame's memory and pointer: a frame being
-        prompted again does not attend to its own earlier prompt (the official predictor keeps
-        it apart until it propagates)."""
+        """Fill memory_tpos / memory_valid / obj_ptr_tpos / obj_ptr_valid of `rows` for `frame`."""
         direction = -1 if reverse else 1
         max_ptrs = MAX_OBJ_PTRS if num_frames is None else min(num_frames, MAX_OBJ_PTRS)
         p = self.prompted_slots
@@ -151,9 +175,6 @@ class MemoryBank:
         ptr_valid[:, :p] = (ptr_frames[:, :p] >= 0) & (ptr_distance[:, :p] >= 0)
         ptr_valid[:, p:] = (ptr_frames[:, p:] >= 0) & (ptr_distance[:, p:] >= 1) & (ptr_distance[:, p:] <= max_ptrs - 1)
         ptr_tpos[...] = np.where(ptr_valid, ptr_distance / max(max_ptrs - 1, 1), 0.0)
-        if exclude_prompted_frame is not None:
-            valid[:, :p] &= mem_frames[:, :p] != exclude_prompted_frame
-            ptr_valid[:, :p] &= ptr_frames[:, :p] != exclude_prompted_frame
 
     def forget_memory_of_rows(self, rows: slice) -> None:
         """Attend to nothing on this step (an initial prompted frame: `no_mem_embed` instead)."""

@@ -15,7 +15,7 @@ import numpy as np
 from .backend import Backend, OnnxRuntimeBackend
 from .contracts import NO_OBJECT_LOGIT
 from .errors import StreamSamError
-from .image_ops import PREV_MASK_CLAMP, antialias_resize, check_frame, fill_holes, resize_logits
+from .image_ops import PREV_MASK_CLAMP, antialias_resize, check_frame, fill_holes
 from .pipeline import Pipeline
 from .prompts import box_prompt, check_box, check_points, to_model_coords
 from .results import FrameResult
@@ -140,7 +140,8 @@ class StreamTracker:
         high = mask_s * MASK_PROMPT_SCALE + MASK_PROMPT_BIAS
         low = antialias_resize(high, lr, lr)
         score = MASK_PROMPT_SCALE + MASK_PROMPT_BIAS if present else MASK_PROMPT_BIAS
-        self._finish_prompt(obj_id, row, low, 1.0, score, obj_ptr)
+        is_init = self._objects.get(obj_id, _ObjectState()).tracked_frame != self.frame_index
+        self._finish_prompt(obj_id, row, low, 1.0, score, obj_ptr, is_cond=is_init)
         state = self._objects[obj_id]
         state.points, state.labels = state.points[:0], state.labels[:0]
         return self._result()
@@ -203,26 +204,33 @@ class StreamTracker:
         if is_init:
             p.bank.forget_memory_of_rows(rows)
         else:
-            p.bank.select(rows, self.frame_index, exclude_prompted_frame=self.frame_index)
+            p.bank.select(rows, self.frame_index)
         features = p.attend(rows)
         prev = np.clip(self._logits[row], -PREV_MASK_CLAMP, PREV_MASK_CLAMP)[None, None] if state.has_output and obj_id in self._objects else None
         multimask = len(lbl) <= 1  # the official multimask_max_pt_num
         out = p.decode(rows, features, coords[None], lbl[None], prev, multimask)
         self._finish_prompt(obj_id, row, out["low_res_masks"][0, 0], float(out["ious"][0, 0]),
-                            float(out["object_score_logits"][0, 0]), out["obj_ptr"][0])
+                            float(out["object_score_logits"][0, 0]), out["obj_ptr"][0], is_cond=is_init)
         state = self._objects[obj_id]
         state.points, state.labels = coords, lbl
         return self._result()
 
-    def _finish_prompt(self, obj_id: int, row: int, low_res: np.ndarray, iou: float, score: float, obj_ptr: np.ndarray) -> None:
+    def _finish_prompt(
+        self, obj_id: int, row: int, low_res: np.ndarray, iou: float, score: float, obj_ptr: np.ndarray, is_cond: bool
+    ) -> None:
         """Store a prompted frame's output: hole-filled logits, and its memory (encoded from them,
-        binarised, as the official predictor does when it consolidates a prompt)."""
+        binarised, as the official predictor does when it consolidates a prompt). A prompt on a frame
+        the object was already tracked on is a correction: as in the official predictor
+        (add_all_frames_to_correct_as_cond=False) it replaces that frame's tracked memory rather than
+        becoming a prompted frame."""
         p, s = self.pipeline, self.dims.image_size
         logits = fill_holes(np.array(low_res, np.float32)[None], self.fill_hole_area)
-        high = resize_logits(logits, s, s)[None]
+        # Bilinear upsampling, exact (OpenCV's is within 1e-4): the memory sees these logits.
+        high = antialias_resize(logits[0], s, s)[None, None]
         rows = slice(row, row + 1)
         memory = p.encode_memory(rows, high, np.array([[score]], np.float32), from_points=True)
-        p.bank.write_prompted(row, self.frame_index, memory[0], obj_ptr)
+        write = p.bank.write_prompted if is_cond else p.bank.write_recent
+        write(row, self.frame_index, memory[0], obj_ptr)
         if obj_id not in self._objects:
             self.object_ids.append(obj_id)
             self._objects[obj_id] = _ObjectState()

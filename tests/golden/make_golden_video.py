@@ -308,6 +308,7 @@ class Recorder:
         self.phase = -1
         self.selections: list[dict] = []
         self.track_calls: list[dict] = []
+        self.preflight_encodes: list[dict] = []
         self.bf16_memory_calls = 0
         self.memory_attention_calls = 0
         self._ma = None
@@ -321,6 +322,7 @@ class Recorder:
         orig_pe = sam2_base.get_1d_sine_pe
         orig_prepare = model._prepare_memory_conditioned_features
         orig_track = model.track_step
+        orig_mem_enc = model._run_memory_encoder
 
         def pe_wrapper(pos_inds, dim, temperature=10000):
             self._tpos = pos_inds.detach().clone()
@@ -347,10 +349,24 @@ class Recorder:
             self.track_calls.append(kwargs)
             return orig_track(**kwargs)
 
+        def mem_enc_wrapper(**kwargs):  # only called by propagate_in_video_preflight
+            obj = [k for k, d in self.state["temp_output_dict_per_obj"].items()
+                   for key in ("cond_frame_outputs", "non_cond_frame_outputs")
+                   if d[key].get(kwargs["frame_idx"]) is not None
+                   and d[key][kwargs["frame_idx"]]["maskmem_features"] is None
+                   and torch.equal(d[key][kwargs["frame_idx"]]["object_score_logits"],
+                                   kwargs["object_score_logits"])]
+            self.preflight_encodes.append(
+                {"step": self.phase, "frame_idx": kwargs["frame_idx"],
+                 "obj_idx": obj[0] if len(obj) == 1 else None,
+                 "is_mask_from_pts": bool(kwargs["is_mask_from_pts"])})
+            return orig_mem_enc(**kwargs)
+
         handle = model.memory_attention.register_forward_pre_hook(ma_hook, with_kwargs=True)
         sam2_base.get_1d_sine_pe = pe_wrapper
         model._prepare_memory_conditioned_features = prepare_wrapper
         model.track_step = track_wrapper
+        model._run_memory_encoder = mem_enc_wrapper
         try:
             yield self
         finally:
@@ -358,6 +374,7 @@ class Recorder:
             sam2_base.get_1d_sine_pe = orig_pe
             del model._prepare_memory_conditioned_features
             del model.track_step
+            del model._run_memory_encoder
 
     def _obj_idx(self, output_dict) -> int:
         for idx, d in self.state["output_dict_per_obj"].items():
@@ -545,6 +562,8 @@ def run_session(model, frames: np.ndarray, shape_masks: np.ndarray, arrays: dict
         "calls": rec.memory_attention_calls,
         "calls_with_all_bf16_memory_cast_to_float32": rec.bf16_memory_calls,
     }
+    meta["preflight_memory_encoder_calls"] = [
+        dict(r, step=script[r["step"]]["name"]) for r in rec.preflight_encodes]
     _store_selection(rec, arrays)
     return state
 
