@@ -58,9 +58,11 @@ class MemoryAttentionGraph(nn.Module):
         curr_pos = self.curr_pos[None].expand(objects, -1, -1)
 
         # Spatial memories: tokens [B, M*HW, mem], position = grid sine + temporal encoding. The
-        # official code indexes maskmem_tpos_enc[num_maskmem - t - 1] for distance t (prompted: t = 0).
+        # official code adds maskmem_tpos_enc[num_maskmem - 1] to prompted frames (distance 0) and
+        # maskmem_tpos_enc[d - 1] to the frame d steps away (its t_pos = num_maskmem - d).
         memory_tokens = memory.flatten(3).transpose(2, 3).reshape(objects, slots * hw, mem)
-        tpos_index = (self.num_maskmem - 1 - memory_tpos).long()
+        distance = memory_tpos.long()
+        tpos_index = torch.where(distance == 0, torch.full_like(distance, self.num_maskmem - 1), distance - 1)
         tpos = self.maskmem_tpos_enc.reshape(self.num_maskmem, mem)[tpos_index]  # [B, M, mem]
         memory_pos = (self.memory_grid_pos[None, None] + tpos[:, :, None, :]).reshape(objects, slots * hw, mem)
 

@@ -95,7 +95,8 @@ def _memory_attention_inputs(z, case: str, model: Sam2Model) -> dict[str, np.nda
     frames, tpos_index = z[f"{case}/selected/memory_frames"], z[f"{case}/selected/memory_tpos_index"]
     for slot, (frame, index) in enumerate(zip(frames[::-1], tpos_index[::-1])):
         inputs["memory"][:, slot] = z[f"{case}/in/frame_{frame}/maskmem_features"]
-        inputs["memory_tpos"][:, slot] = config.num_maskmem - 1 - index
+        # the official maskmem_tpos_enc index: num_maskmem - 1 for prompted frames, distance - 1 else
+        inputs["memory_tpos"][:, slot] = 0 if index == config.num_maskmem - 1 else index + 1
         inputs["memory_valid"][:, slot] = True
     ptr_frames = z[f"{case}/selected/ptr_frames"]
     key = f"{case}/selected/ptr_tpos_normalized"
