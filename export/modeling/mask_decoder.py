@@ -141,18 +141,7 @@ class MaskDecoder(nn.Module):
             object_score_logits = iou_pred.new_full((batch, 1), 10.0)
         return masks, iou_pred, mask_tokens_out, object_score_logits
 
-    def forward(
-        self,
-        image_embeddings: torch.Tensor,
-        image_pe: torch.Tensor,
-        sparse_prompt_embeddings: torch.Tensor,
-        dense_prompt_embeddings: torch.Tensor,
-        high_res_features: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Same as `predict_masks`."""
-        return self.predict_masks(
-            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, high_res_features
-        )
+    forward = predict_masks
 
 
 def stability_scores(mask_logits: torch.Tensor, delta: float) -> torch.Tensor:
