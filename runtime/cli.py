@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="output folder")
     export.set_defaults(run=_export)
 
+    from .track_command import add_commands
+
+    add_commands(commands)
+
     contracts = commands.add_parser("contracts", help="print the four graphs' inputs and outputs as a markdown table")
     contracts.add_argument("--onnx-dir", help="a folder written by `streamsam export` (default: the official sizes at 1024)")
     contracts.set_defaults(run=_contracts)
@@ -62,11 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        return args.run(args) or 0
     except StreamSamError as exc:
         print(f"streamsam {args.command}: error: {exc}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

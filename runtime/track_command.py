@@ -1,0 +1,173 @@
+"""`streamsam track` and `streamsam segment`: a source in, an overlay video and masks out."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import StreamSamError
+from .sources import FrameSource, SourceDisconnected
+
+
+def parse_xy(text: str, count: int, what: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != count:
+        example = "X,Y" if count == 2 else "X0,Y0,X1,Y1"
+        raise StreamSamError(f"{what} | received {text!r}; expected {example} in source pixels")
+    return values
+
+
+def resolve_graphs(args: argparse.Namespace) -> Path:
+    """The folder of ONNX graphs: --onnx-dir as given, or --checkpoint exported once into a cache."""
+    if args.onnx_dir:
+        return Path(args.onnx_dir)
+    if args.checkpoint:
+        import hashlib
+
+        from .errors import require
+
+        require("torch", "export")
+        from streamsam.export.onnx_export import ExportOptions, export_checkpoint
+
+        checkpoint = Path(args.checkpoint)
+        key = hashlib.sha256(f"{checkpoint.resolve()}:{checkpoint.stat().st_size}:{args.image_size}".encode()).hexdigest()[:16]
+        out = Path.home() / ".cache" / "streamsam" / f"{checkpoint.stem}-{args.image_size}-{key}"
+        if not (out / "manifest.json").exists():
+            print(f"exporting {checkpoint} to {out} (once)")
+            export_checkpoint(checkpoint, out, image_size=args.image_size, options=ExportOptions())
+        return out
+    raise StreamSamError("model | received neither --onnx-dir nor --checkpoint; expected one of them")
+
+
+class Progress:
+    """One status line, rewritten in place: a progress bar for files, the FPS for live sources."""
+
+    def __init__(self, total: int | None, live: bool) -> None:
+        self.total, self.live = total, live
+        self.start = time.perf_counter()
+        self.times: list[float] = []
+
+    def fps(self) -> float:
+        recent = self.times[-30:]
+        return (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
+
+    def update(self, done: int, dropped: int) -> None:
+        self.times.append(time.perf_counter())
+        if self.total:
+            filled = int(30 * done / self.total)
+            line = f"[{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total} frames, {self.fps():.1f} FPS"
+        else:
+            line = f"{done} frames, {self.fps():.1f} FPS" + (f", {dropped} stale frames dropped" if self.live else "")
+        print("\r" + line, end="", file=sys.stderr, flush=True)
+
+
+def run_track(args: argparse.Namespace) -> int:
+    from . import OnnxRuntimeBackend, StreamTracker
+    from .overlay import draw_result
+    from .writers import writer_for
+
+    points = [parse_xy(p, 2, "--point") for p in args.point or []]
+    boxes = [parse_xy(b, 4, "--box") for b in args.box or []]
+    if not points and not boxes:
+        raise StreamSamError("prompt | received no --point and no --box; expected at least one object to track")
+    graphs = resolve_graphs(args)
+    source = FrameSource(args.source, live=True if args.live else None)
+    tracker = StreamTracker(OnnxRuntimeBackend(graphs, threads=args.threads), max_objects=len(points) + len(boxes), resize=args.resize)
+    outputs = [writer_for(path) for path in args.out or []]
+    print(f"{source.spec.describe()}; model {graphs}; {len(points) + len(boxes)} object(s); outputs: {', '.join(args.out or ['none'])}")
+    status, code = "", 0
+    with source:
+        progress = Progress(source.expected_frames if not source.spec.live else None, source.spec.live)
+        count = 0
+        try:
+            for index, frame in source:
+                result = tracker.track(frame)
+                if count == 0:
+                    for obj_id, point in enumerate(points, start=1):
+                        result = tracker.add_points(obj_id, [point])
+                    for obj_id, box in enumerate(boxes, start=len(points) + 1):
+                        result = tracker.add_box(obj_id, box)
+                count += 1
+                progress.update(count, source.dropped)
+                for out in outputs:
+                    out.write(draw_result(frame.copy(), result, fps=progress.fps()) if out.takes_overlay else result)
+                if args.max_frames and count >= args.max_frames:
+                    break
+        except SourceDisconnected as exc:
+            status, code = f"stopped: {exc}", 1
+        finally:
+            for out in outputs:
+                out.close()
+            print(file=sys.stderr)
+    if not status and source.ended_early and not args.max_frames:
+        status = f"the file ended early: {source.frames_read} frames read" + (
+            f" of the {source.expected_frames} its header announced" if source.expected_frames else ""
+        ) + (f" ({source.decode_error})" if source.decode_error else "")
+    elapsed = time.perf_counter() - progress.start
+    print(f"{count} frames in {elapsed:.1f} s ({count / max(elapsed, 1e-9):.1f} FPS){', ' + str(source.dropped) + ' stale frames dropped' if source.spec.live else ''}")
+    if status:
+        print(status)
+    return code
+
+
+def run_segment(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from . import ImagePredictor, OnnxRuntimeBackend
+    from .results import FrameResult
+    from .overlay import draw_result
+
+    path = Path(args.image)
+    if not path.is_file():
+        raise StreamSamError(f"image | received {str(path)!r}, which is not a file; expected an image (jpg, png, ...)")
+    image = np.asarray(Image.open(path).convert("RGB"))
+    predictor = ImagePredictor(OnnxRuntimeBackend(resolve_graphs(args), threads=args.threads))
+    predictor.set_image(image)
+    point = parse_xy(args.point, 2, "--point") if args.point else None
+    box = parse_xy(args.box, 4, "--box") if args.box else None
+    masks, ious, low_res = predictor.predict(point_coords=[point] if point else None, point_labels=[1] if point else None, box=box, multimask_output=False)
+    out = Path(args.out)
+    Image.fromarray(masks[0].astype(np.uint8) * 255).save(out)
+    print(f"mask of {int(masks[0].sum())} pixels (predicted IoU {ious[0]:.3f}) written to {out}")
+    if args.overlay:
+        result = FrameResult(0, (1,), low_res[:1], ious[:1], np.ones(1, np.float32), image.shape[:2])
+        Image.fromarray(draw_result(image.copy(), result)).save(args.overlay)
+        print(f"overlay written to {args.overlay}")
+    return 0
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    model = parser.add_argument_group("model")
+    model.add_argument("--onnx-dir", help="graphs written by `streamsam export`")
+    model.add_argument("--checkpoint", help="an official .pt checkpoint, exported once into ~/.cache/streamsam (needs the [export] extra)")
+    model.add_argument("--image-size", type=int, default=1024, help="with --checkpoint: the model input size (default 1024)")
+    model.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
+
+
+def add_commands(commands) -> None:
+    track = commands.add_parser("track", help="track objects through a video, a folder of images, a camera or a stream")
+    track.add_argument("--source", required=True, help="video file, image folder, camera index, /dev/videoN, csi://N, rtsp://..., or a GStreamer pipeline")
+    track.add_argument("--point", action="append", metavar="X,Y", help="a click on the first frame; each --point is a new object")
+    track.add_argument("--box", action="append", metavar="X0,Y0,X1,Y1", help="a box on the first frame; each --box is a new object")
+    track.add_argument("--out", action="append", metavar="PATH", help="out.mp4 (overlay video), masks.jsonl (COCO RLE) or a folder (PNG masks); repeatable")
+    track.add_argument("--max-frames", type=int, default=None)
+    track.add_argument("--live", action="store_true", help="replay a video file as a camera: real-time pace, stale frames dropped")
+    track.add_argument("--resize", default="pil_bicubic", choices=["pil_bicubic", "antialias_bilinear", "fast"], help="frame resizing (default: as the official video predictor)")
+    add_model_options(track)
+    track.set_defaults(run=run_track)
+
+    segment = commands.add_parser("segment", help="segment one object in an image (SAM's image mode)")
+    segment.add_argument("image")
+    segment.add_argument("--point", metavar="X,Y")
+    segment.add_argument("--box", metavar="X0,Y0,X1,Y1")
+    segment.add_argument("--out", default="mask.png", help="the mask as a PNG (default mask.png)")
+    segment.add_argument("--overlay", help="also write the image with the mask drawn on it")
+    add_model_options(segment)
+    segment.set_defaults(run=run_segment)
