@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_commands(commands)
 
+    from streamsam.engines.cli import add_build_command  # numpy only; TensorRT loads when `build` runs
+
+    add_build_command(commands)
+
     contracts = commands.add_parser("contracts", help="print the four graphs' inputs and outputs as a markdown table")
     contracts.add_argument("--onnx-dir", help="a folder written by `streamsam export` (default: the official sizes at 1024)")
     contracts.set_defaults(run=_contracts)
