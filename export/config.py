@@ -142,6 +142,20 @@ CONFIGS["reduced"] = Sam2Config(
 )
 CONFIGS["reduced_sam2"] = dataclasses.replace(CONFIGS["reduced"], name="reduced_sam2", version="sam2")
 
+# The demo model trained on generated videos (training/): the same architecture, about 4.4 M
+# parameters, at 256 (windows 16 and 8 cover the last two grids there without padding).
+CONFIGS["demo"] = Sam2Config(
+    name="demo",
+    version="sam2.1",
+    hiera=HieraConfig(32, 1, (1, 2, 4, 1), (5,), (7, 7), window_spec=(8, 4, 16, 8)),
+    image_size=256,
+    d_model=128,
+    mem_dim=32,
+    memory_attention_layers=2,
+    memory_attention_ffn=512,
+    fuser_layers=2,
+)
+
 
 def get_config(name: str, image_size: int | None = None) -> Sam2Config:
     """A config by name ('sam2.1_hiera_tiny', 'tiny' for the SAM 2.1 one, 'sam2_hiera_b+', ...)."""

@@ -1,0 +1,307 @@
+"""The demo model's training code: generated videos, prompts, losses, the rollout's memory rules,
+a few training steps that write a loadable checkpoint, J&F on known cases, and the evaluation
+through the runtime (with memory on and off)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO))  # `training` is a top-level folder of the repository, not installed
+
+from training.metrics import boundary_map, bound_radius, contour_accuracy, region_similarity, video_scores  # noqa: E402
+from training.prompts import center_clicks, error_clicks, noisy_box_points, tight_boxes  # noqa: E402
+from training.videos import (  # noqa: E402
+    Path as MotionPath,
+    Scene,
+    SceneObject,
+    Texture,
+    VideoSettings,
+    generate_video,
+    render_video,
+    sample_scene,
+    silhouette,
+)
+
+SMALL = VideoSettings(height=64, width=80, num_frames=6)
+
+
+# -- generated videos
+
+
+def test_videos_are_determined_by_their_seed():
+    a, b, c = generate_video(3, SMALL), generate_video(3, SMALL), generate_video(4, SMALL)
+    assert a.frames.dtype == np.uint8 and a.frames.shape == (6, 64, 80, 3)
+    assert a.masks.dtype == bool and a.masks.shape == (6, a.num_objects, 64, 80)
+    np.testing.assert_array_equal(a.frames, b.frames)
+    np.testing.assert_array_equal(a.masks, b.masks)
+    assert not np.array_equal(a.frames, c.frames)
+
+
+def test_visible_masks_are_disjoint_and_what_is_in_front_wins():
+    settings = dataclasses.replace(SMALL, min_objects=3, max_objects=3, cross_probability=1.0, radius_range=(0.2, 0.35))
+    for seed in range(4):
+        video = generate_video(seed, settings)
+        scene = video.scene
+        # At most one object owns a pixel.
+        assert (video.masks.sum(axis=1) <= 1).all()
+        for t in range(video.num_frames):
+            full = [silhouette(o, t, settings.height, settings.width, scene.squash) for o in scene.objects]
+            for k in range(video.num_objects):
+                in_front = np.zeros_like(full[k])
+                for j in range(k + 1, video.num_objects):  # objects are listed back to front
+                    in_front |= full[j]
+                np.testing.assert_array_equal(video.masks[t, k], full[k] & ~in_front)
+
+
+def _flat(colour) -> Texture:
+    return Texture("stripes", (colour, colour), 10.0, 0.0, 0)
+
+
+def _scene(objects, settings) -> Scene:
+    t = settings.num_frames
+    return Scene(settings, _flat((0, 0, 0)), np.zeros(2), 1.0, np.ones(t), np.zeros(t), 0, tuple(objects))
+
+
+def _square(centres, radius, colour, segment=1) -> SceneObject:
+    """A flat-coloured square of side 2 * radius, its centre at centres[t] on frame t."""
+    square = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], float)
+    return SceneObject("polygon", square, _flat(colour), MotionPath(np.asarray(centres, float), segment), radius, (0.0, 0.1, 0.0), 0.0, 0.0)
+
+
+def test_frames_are_exactly_the_masks_colours():
+    """With flat colours and no noise, each frame is its masks painted in the objects' colours."""
+    settings = dataclasses.replace(SMALL, num_frames=4)
+    back = _square([[10, 30], [30, 30], [50, 30], [60, 30], [60, 30]], 9, (200, 40, 40))
+    front = _square([[60, 30]] * 5, 14, (40, 200, 40))
+    video = render_video(_scene([back, front], settings))
+    colours = np.array([[200, 40, 40], [40, 200, 40]], np.uint8)
+    expected = np.einsum("tkhw,kc->thwc", video.masks.astype(np.int64), colours.astype(np.int64)).astype(np.uint8)
+    np.testing.assert_array_equal(video.frames, expected)
+    # The back square slides under the front one: whole, partly, then fully hidden; the front
+    # square stays whole (OpenCV's rasterisation gives a 2r square 2r + 1 pixels).
+    areas = video.masks[:, 0].sum(axis=(1, 2))
+    assert areas[0] == areas[1] == 19 * 19 and 0 < areas[2] < areas[1] and areas[3] == 0
+    assert video.masks[:, 1].sum(axis=(1, 2)).tolist() == [29 * 29] * 4
+
+
+def test_an_object_out_of_the_frame_has_an_empty_mask_and_comes_back():
+    settings = dataclasses.replace(SMALL, num_frames=5)
+    leaving = _square([[40, 30], [40, -40], [40, -40], [40, 30], [40, 30], [40, 30]], 8, (255, 255, 255))
+    video = render_video(_scene([leaving], settings))
+    areas = video.masks[:, 0].sum(axis=(1, 2))
+    assert areas[0] == areas[3] == 17 * 17 and areas[1] == areas[2] == 0
+
+
+def test_look_alikes_share_the_texture_family():
+    settings = dataclasses.replace(SMALL, min_objects=2, max_objects=2, max_total_objects=4, distractor_probability=1.0)
+    scene = sample_scene(np.random.default_rng(0), settings)
+    alikes = [o for o in scene.objects if o.look_alike_of >= 0]
+    assert len(alikes) == 2
+    for obj in alikes:
+        model = scene.objects[obj.look_alike_of]
+        assert model.look_alike_of == -1 and obj.texture.family == model.texture.family and obj.kind == model.kind
+
+
+def test_video_settings_are_checked():
+    with pytest.raises(ValueError, match="received min_objects=3, max_objects=2"):
+        VideoSettings(min_objects=3, max_objects=2)
+
+
+# -- prompts
+
+
+def test_error_clicks_are_positive_in_misses_and_negative_in_overflow():
+    rng = np.random.default_rng(0)
+    target = np.zeros((2, 20, 20), bool)
+    target[:, 5:15, 5:15] = True
+    prediction = np.zeros_like(target)
+    prediction[0, 5:15, 5:10] = True  # object 0: right half missed
+    prediction[1] = target[1]
+    prediction[1, 0:3, 0:3] = True  # object 1: overflow in a corner
+    for _ in range(20):
+        points, labels = error_clicks(rng, target, prediction)
+        x, y = points[0, 0].astype(int)
+        assert labels[0, 0] == 1 and target[0, y, x] and not prediction[0, y, x]
+        x, y = points[1, 0].astype(int)
+        assert labels[1, 0] == 0 and prediction[1, y, x] and not target[1, y, x]
+    points, labels = error_clicks(rng, target, None)  # no prediction: a click on the object
+    assert (labels == 1).all() and target[0, int(points[0, 0, 1]), int(points[0, 0, 0])]
+
+
+def test_boxes_and_centre_clicks():
+    target = np.zeros((1, 40, 50), bool)
+    target[0, 10:21, 5:16] = True
+    np.testing.assert_array_equal(tight_boxes(target), [[5, 10, 16, 21]])
+    points, labels = noisy_box_points(np.random.default_rng(1), target)
+    assert labels.tolist() == [[2, 3]] and (points[0, 1] > points[0, 0]).all()
+    assert np.abs(points[0].reshape(-1) - [5, 10, 16, 21]).max() <= 20 / 1024 * 50 + 1e-5
+    points, labels = center_clicks(target)
+    assert labels.tolist() == [[1]] and points[0, 0].tolist() == [10, 15]
+
+
+# -- J&F
+
+
+def _square_mask(h, w, y0, x0, side):
+    mask = np.zeros((h, w), bool)
+    mask[y0 : y0 + side, x0 : x0 + side] = True
+    return mask
+
+
+def test_j_and_f_of_identical_disjoint_and_empty_masks():
+    a = _square_mask(100, 100, 20, 20, 30)
+    far = _square_mask(100, 100, 60, 60, 30)
+    empty = np.zeros_like(a)
+    assert region_similarity(a, a) == contour_accuracy(a, a) == 1.0
+    assert region_similarity(a, far) == contour_accuracy(a, far) == 0.0
+    assert region_similarity(empty, empty) == contour_accuracy(empty, empty) == 1.0
+    assert region_similarity(a, empty) == contour_accuracy(a, empty) == contour_accuracy(empty, a) == 0.0
+
+
+def test_f_of_a_shifted_square_matches_the_hand_count():
+    """A 30-pixel square moved 10 pixels right in a 100 x 100 frame. The tolerance is
+    ceil(0.008 * 141.4) = 2 pixels. Each boundary (DAVIS's seg2bmap) has 4 * 30 = 120 pixels; of the
+    moved one, 2 * (30 - 10 + 2 + 1) = 46 on the top and bottom rows lie within 2 pixels of the
+    original's, and 2 * 2 on its left side near the corners: precision = recall = F = 50 / 120.
+    J = 30 * 20 / (2 * 900 - 600) = 0.5."""
+    gt = _square_mask(100, 100, 20, 20, 30)
+    pred = _square_mask(100, 100, 20, 30, 30)
+    assert bound_radius(100, 100) == 2
+    assert boundary_map(gt).sum() == boundary_map(pred).sum() == 120
+    assert region_similarity(gt, pred) == pytest.approx(0.5)
+    assert contour_accuracy(gt, pred) == pytest.approx(50 / 120)
+
+
+def test_video_scores_skip_the_prompted_frame():
+    gt = np.stack([_square_mask(50, 50, 10, 10, 20)] * 3)
+    pred = gt.copy()
+    pred[0] = False  # the prompted frame is not evaluated
+    pred[2] = np.roll(gt[2], 25, axis=1)  # nothing in common
+    scores = video_scores(gt, pred, skip_frames=(0,))
+    assert scores.frames == 2 and scores.j == pytest.approx(0.5) and scores.j_and_f == pytest.approx(0.5)
+
+
+# -- the model side
+
+
+def test_memory_selection_follows_the_official_rules():
+    from training.rollout import FrameMemory, select_memories
+
+    def mem(tag):
+        return FrameMemory(torch.full((1,), float(tag)), torch.full((1,), float(tag)))
+
+    cond = {3: mem(3)}
+    non_cond = {t: mem(t) for t in (4, 5, 6, 2, 1, 0)}
+    memories, pointers = select_memories(7, 1, cond, non_cond, num_frames=8, num_maskmem=7, max_obj_ptrs=16)
+    assert [(float(m[0]), t) for m, t in memories] == [(3, 0), (6, 1), (5, 2), (4, 3), (2, 5), (1, 6)]
+    assert [(float(p[0]), round(t * 7, 6)) for p, t in pointers] == [(3, 4), (6, 1), (5, 2), (4, 3), (2, 5), (1, 6), (0, 7)]
+    # In reverse, from frame 2: the prompted frame is in the past of the travel, frames 4..6 are behind.
+    memories, pointers = select_memories(2, -1, cond, non_cond, num_frames=8, num_maskmem=7, max_obj_ptrs=16)
+    assert [(float(m[0]), t) for m, t in memories] == [(3, 0), (4, 2), (5, 3), (6, 4)]
+    assert [float(p[0]) for p, _ in pointers] == [3, 4, 5, 6]
+    # Forward from frame 1, a prompted frame in the future gives its memory but not its pointer.
+    _, pointers = select_memories(1, 1, cond, {0: mem(0)}, num_frames=8, num_maskmem=7, max_obj_ptrs=16)
+    assert [float(p[0]) for p, _ in pointers] == [0]
+
+
+def test_demo_config_is_the_proposed_size():
+    from streamsam.export.config import CONFIGS
+    from streamsam.export.modeling.sam2_model import Sam2Model
+    from training.demo_config import DEMO_CONFIG, get_training_config
+
+    with torch.device("meta"):
+        model = Sam2Model(DEMO_CONFIG)
+    assert 4.0e6 < sum(p.numel() for p in model.parameters()) < 4.6e6
+    assert DEMO_CONFIG.feat_size == 16 and DEMO_CONFIG.obj_ptr_tokens == 4
+    if "demo" in CONFIGS:  # once registered, the registered one is this one
+        assert CONFIGS["demo"] == DEMO_CONFIG
+    assert get_training_config("demo") == DEMO_CONFIG
+
+
+def test_losses_prefer_the_best_multimask_output_and_ignore_masks_of_absent_objects():
+    from training.losses import step_losses
+
+    target = torch.zeros(2, 16, 16)
+    target[0, 4:12, 4:12] = 1  # object 1 is absent
+    good = (target[0] * 20 - 10)[None, None]
+    bad = -good
+    masks = torch.cat([torch.cat([bad, good, bad], 1), torch.cat([bad, good, bad], 1)])  # [2, 3, 16, 16]
+    ious = torch.tensor([[0.0, 1.0, 0.0], [0.5, 0.5, 0.5]])
+    scores = torch.tensor([[10.0], [-10.0]])
+    terms = step_losses(masks, ious, scores, target)
+    assert float(terms.dice) < 0.01 and float(terms.focal) < 1e-4 and float(terms.score) < 1e-3
+    assert float(terms.iou) == pytest.approx(0.0, abs=1e-6)  # predicted IoUs equal the actual ones
+
+
+def test_a_few_training_steps_write_a_checkpoint_that_loads_strictly(tmp_path):
+    from streamsam.export.checkpoint import load_checkpoint, read_state_dict
+    from training import train
+
+    out = tmp_path / "run"
+    final = train.main([
+        "--out", str(out), "--steps", "3", "--config", "reduced", "--frames", "3", "--max-objects", "2",
+        "--max-correction-clicks", "2", "--checkpoint-every", "2", "--log-every", "1", "--val-clips", "1",
+    ])
+    assert final == out / "model.pt"
+    for name in ("checkpoint_000002.pt", "checkpoint_000003.pt", "model.pt", "model_fp16.pt", "train_state.pt"):
+        assert (out / name).is_file(), name
+    model = load_checkpoint(final, config="reduced", image_size=256)  # strict: every key, every shape
+    state = read_state_dict(final)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, state[key], rtol=0, atol=0)
+    half = load_checkpoint(out / "model_fp16.pt", config="reduced", image_size=256)
+    weight = "sam_mask_decoder.iou_token.weight"
+    torch.testing.assert_close(half.state_dict()[weight], model.state_dict()[weight], rtol=1e-3, atol=1e-4)
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert recipe["seed"] == 0 and recipe["steps"] == 3 and recipe["config"]["name"] == "reduced"
+    assert recipe["videos"]["num_frames"] == 3 and recipe["progress"]["step"] == 3
+    assert len((out / "log.jsonl").read_text().splitlines()) == 3
+    # Resuming a finished run trains nothing more and writes the same final weights.
+    train.main(["--out", str(out), "--steps", "3", "--config", "reduced", "--frames", "3", "--resume", "--val-clips", "0"])
+    torch.testing.assert_close(read_state_dict(final)[weight], state[weight], rtol=0, atol=0)
+
+
+def test_training_is_determined_by_its_seed(tmp_path):
+    from streamsam.export.checkpoint import read_state_dict
+    from training import train
+
+    def run(name, seed):
+        args = ["--steps", "1", "--config", "reduced", "--frames", "2", "--max-objects", "1", "--max-correction-clicks", "1",
+                "--val-clips", "0", "--seed", str(seed)]
+        return read_state_dict(train.main(["--out", str(tmp_path / name)] + args))
+
+    a, b, c = run("a", 0), run("b", 0), run("c", 1)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_evaluation_through_the_runtime_with_memory_on_and_off(reduced_graphs):
+    from streamsam.backend import OnnxRuntimeBackend
+    from streamsam.video_predictor import VideoPredictor
+    from training.evaluate import evaluate_graphs, prompted_frame_only, run_video
+
+    settings = VideoSettings(height=96, width=128, num_frames=4, min_objects=2, max_objects=2, distractor_probability=0.0)
+    backend = OnnxRuntimeBackend(reduced_graphs, threads=1)
+    video = generate_video(5, settings)
+    for prompt in ("click", "box", "mask"):
+        for memory in ("on", "off"):
+            masks = run_video(backend, video, [0, 1], prompt, memory)
+            assert masks.shape == (4, 2, 96, 128) and masks.dtype == bool
+    # Memory off: frames read the prompted frame alone, not the frames before them.
+    predictor = prompted_frame_only(VideoPredictor)(backend, max_objects=1)
+    predictor.init_state(list(video.frames))
+    predictor.add_new_mask(0, obj_id=1, mask=video.masks[0, 0])
+    list(predictor.propagate_in_video())
+    bank = predictor.pipeline.bank
+    assert bank.memory_valid[0].sum() == 1 and bank.memory_tpos[0, 0] == 0 and bank.obj_ptr_valid[0].sum() == 1
+    summaries = evaluate_graphs(backend, videos=1, prompts=("mask",), settings=settings, progress=None)
+    assert [(s.prompt, s.memory) for s in summaries] == [("mask", "on"), ("mask", "off")]
+    assert all(0 <= s.j <= 1 and 0 <= s.f <= 1 for s in summaries)

@@ -1,0 +1,54 @@
+"""The demo model's config: SAM 2.1 with every module of the official models, shrunk to train on
+a 2-core CPU in about two hours and to ship in a few MB.
+
+Choices (see README.md for the measurements):
+- image_size 256: a 16 x 16 stride-16 grid and 64 x 64 mask logits. 320 would cost about 1.6x per
+  step (tokens grow with the square of the size) for masks that are sharper by a quarter; on a
+  CPU budget the extra steps are worth more.
+- Hiera embed 32, one head, stages (1, 2, 4, 1): widths 32 / 64 / 128 / 256, most depth at
+  stride 16 as in the official models (tiny is 96, stages 1, 2, 7, 2).
+- window_spec (8, 4, 16, 8): at 256 the stride-16 and stride-32 grids are 16 x 16 and 8 x 8, so
+  their windows are the whole grid (the official 14 / 7 would pad 16 to 28 and waste attention).
+  The global-attention block (5) is then global by definition too.
+- d_model 128, mem_dim 32 (4 tokens per object pointer, as officially), 2 memory-attention layers
+  with a 512-wide FFN (the official 4 layers x 2048 is two thirds of tiny's compute), 2 fuser layers.
+- num_maskmem 7 and 16 object pointers: the official memory rules, unchanged.
+"""
+
+from __future__ import annotations
+
+from streamsam.export.config import HieraConfig, Sam2Config
+
+DEMO_CONFIG = Sam2Config(
+    name="demo",
+    version="sam2.1",
+    hiera=HieraConfig(
+        embed_dim=32,
+        num_heads=1,
+        stages=(1, 2, 4, 1),
+        global_att_blocks=(5,),
+        window_pos_embed_bkg_spatial_size=(7, 7),
+        window_spec=(8, 4, 16, 8),
+    ),
+    image_size=256,
+    d_model=128,
+    mem_dim=32,
+    num_maskmem=7,
+    max_obj_ptrs_in_encoder=16,
+    memory_attention_layers=2,
+    memory_attention_ffn=512,
+    fuser_layers=2,
+)
+
+
+def get_training_config(name: str) -> Sam2Config:
+    """A config registered in streamsam.export.config (e.g. 'reduced'), or 'demo' from this file
+    while it is not registered there."""
+    from streamsam.export.config import get_config
+
+    try:
+        return get_config(name)
+    except KeyError:
+        if name == "demo":
+            return DEMO_CONFIG
+        raise

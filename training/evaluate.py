@@ -1,0 +1,206 @@
+"""J&F of a checkpoint on held-out generated videos, through the runtime (ONNX graphs).
+
+    python -m training.evaluate --checkpoint training/runs/demo/model.pt --out training/runs/demo/eval.json
+
+The checkpoint is exported with streamsam.export.onnx_export.export_model (its ONNX Runtime check
+included) and run by streamsam.VideoPredictor, as a user would: every object visible on frame 0 is
+prompted there, with one click (the official evaluation click: the object pixel farthest from its
+boundary), its tight box or its mask, then propagated through the video. Videos come from seeds
+(1, i), a stream that training (0, ...) and its validation (2, ...) never draw; they have
+occlusions, exits and re-entries, and look-alike distractors, at 384 x 288 (4:3, resized to the
+model's square input by the runtime).
+
+Memory ablation. With memory off, each frame attends to the prompted frame's memory and object
+pointer only: the 6 recent-frame memories and the recent pointers are dropped (a VideoPredictor
+whose selection keeps the prompted frames alone). Dropping all memory is no ablation: without the
+prompted frame's memory the model does not know which object to segment. So "off" measures what
+the recent-frame memory bank adds to SAM 2's prompt memory: following motion, appearance changes,
+occlusions, and telling look-alikes apart by where the object was.
+
+J&F follows DAVIS (training.metrics): per object, the mean over frames 1..T-1 (frame 0 holds the
+prompt), then the mean over all objects of all videos. Frames where the object is absent count
+too: an empty prediction scores 1, anything else 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .metrics import ObjectScores, video_scores
+from .prompts import center_clicks, tight_boxes
+from .videos import Video, VideoSettings, generate_video
+
+EVAL_STREAM = 1  # first word of every evaluation video's seed (training: 0, validation: 2)
+EVAL_SETTINGS = VideoSettings(height=288, width=384, num_frames=32)
+MIN_PROMPT_AREA = 0.002  # of the frame, on frame 0: smaller objects are not evaluated
+MEMORY_MODES = ("on", "off")
+PROMPTS = ("click", "box", "mask")
+
+
+def evaluation_video(index: int, settings: VideoSettings = EVAL_SETTINGS) -> tuple[Video, list[int]]:
+    """Held-out video `index` and the objects evaluated in it (visible enough on frame 0); a
+    derived seed is drawn when no object is."""
+    for attempt in range(100):
+        video = generate_video((EVAL_STREAM, index, attempt), settings)
+        area = video.masks[0].reshape(video.num_objects, -1).sum(1)
+        objects = [int(k) for k in np.flatnonzero(area >= MIN_PROMPT_AREA * video.masks[0, 0].size)]
+        if objects:
+            return video, objects
+    raise RuntimeError(f"evaluation_video | received index {index}: no object visible on frame 0 in 100 videos")
+
+
+def prompted_frame_only(predictor_class):
+    """A VideoPredictor subclass whose frames read only the prompted frames' memories and pointers."""
+    from streamsam.memory_bank import MAX_OBJ_PTRS
+
+    class PromptedFrameOnly(predictor_class):
+        def _select(self, row, track, frame, reverse, use_memory):
+            if not use_memory:
+                return super()._select(row, track, frame, reverse, use_memory)
+            direction = -1 if reverse else 1
+            selected, _ = self._closest_cond_frames(track, frame)
+            scale = max(min(self.num_frames, MAX_OBJ_PTRS) - 1, 1)
+            memories = [(track.cond[f].memory, 0) for f in selected]
+            pointers = [(track.cond[f].obj_ptr, (frame - f) * direction / scale) for f in selected if (f - frame) * direction <= 0]
+            self.pipeline.bank.load_row(row, memories, pointers)
+
+    PromptedFrameOnly.__name__ = f"PromptedFrameOnly{predictor_class.__name__}"
+    return PromptedFrameOnly
+
+
+def run_video(graphs, video: Video, objects: list[int], prompt: str, memory: str, threads: int | None = None) -> np.ndarray:
+    """Predicted masks [T, len(objects), H, W] for the objects prompted on frame 0."""
+    from streamsam.backend import OnnxRuntimeBackend
+    from streamsam.video_predictor import VideoPredictor
+
+    if prompt not in PROMPTS or memory not in MEMORY_MODES:
+        raise ValueError(f"run_video | received prompt={prompt!r}, memory={memory!r}; expected one of {PROMPTS} and {MEMORY_MODES}")
+    backend = graphs if hasattr(graphs, "run") else OnnxRuntimeBackend(graphs, threads=threads)
+    predictor_class = VideoPredictor if memory == "on" else prompted_frame_only(VideoPredictor)
+    predictor = predictor_class(backend, max_objects=max(len(objects), 1))
+    predictor.init_state(list(video.frames))
+    first = video.masks[0, objects]
+    if prompt == "click":
+        points, labels = center_clicks(first)
+        for i, obj in enumerate(objects):
+            predictor.add_new_points_or_box(0, obj_id=obj, points=points[i], labels=labels[i])
+    elif prompt == "box":
+        for obj, box in zip(objects, tight_boxes(first)):
+            predictor.add_new_points_or_box(0, obj_id=obj, box=box)
+    else:
+        for obj, mask in zip(objects, first):
+            predictor.add_new_mask(0, obj_id=obj, mask=mask)
+    out = np.zeros((video.num_frames, len(objects)) + video.frames.shape[1:3], bool)
+    for result in predictor.propagate_in_video():
+        for i, obj in enumerate(objects):
+            out[result.frame_index, i] = result.mask(obj)
+    return out
+
+
+@dataclasses.dataclass
+class Summary:
+    prompt: str
+    memory: str
+    objects: int
+    j: float
+    f: float
+    j_and_f: float
+    absent_frames: int  # evaluated frames where the object is not visible
+    absent_correct: float  # fraction of them predicted empty
+
+    def row(self) -> str:
+        return (f"| {self.prompt} | {self.memory} | {self.objects} | {self.j:.3f} | {self.f:.3f} | {self.j_and_f:.3f} | "
+                f"{self.absent_correct:.2f} of {self.absent_frames} |")
+
+
+def evaluate_graphs(graphs, videos: int = 30, prompts=PROMPTS, memories=MEMORY_MODES, settings: VideoSettings = EVAL_SETTINGS,
+                    threads: int | None = None, progress=print) -> list[Summary]:
+    """J&F of exported graphs on `videos` held-out videos, for each prompt and memory mode."""
+    from streamsam.backend import OnnxRuntimeBackend
+
+    backend = OnnxRuntimeBackend(graphs, threads=threads) if not hasattr(graphs, "run") else graphs
+    scores: dict[tuple[str, str], list[ObjectScores]] = {(p, m): [] for p in prompts for m in memories}
+    absent: dict[tuple[str, str], list[bool]] = {key: [] for key in scores}
+    began = time.perf_counter()
+    for index in range(videos):
+        video, objects = evaluation_video(index, settings)
+        for prompt in prompts:
+            for memory in memories:
+                pred = run_video(backend, video, objects, prompt, memory)
+                for i, obj in enumerate(objects):
+                    gt = video.masks[:, obj]
+                    scores[prompt, memory].append(video_scores(gt, pred[:, i], skip_frames=(0,)))
+                    gone = ~gt[1:].reshape(gt.shape[0] - 1, -1).any(1)
+                    absent[prompt, memory] += list(~pred[1:, i].reshape(gt.shape[0] - 1, -1).any(1)[gone])
+        if progress is not None:
+            progress(f"video {index + 1}/{videos}: {len(objects)} object(s), {time.perf_counter() - began:.0f} s")
+    summaries = []
+    for (prompt, memory), items in scores.items():
+        j = float(np.mean([s.j for s in items]))
+        f = float(np.mean([s.f for s in items]))
+        gone = absent[prompt, memory]
+        summaries.append(Summary(prompt, memory, len(items), j, f, (j + f) / 2, len(gone), float(np.mean(gone)) if gone else float("nan")))
+    return summaries
+
+
+def table(summaries: list[Summary]) -> str:
+    head = "| prompt on frame 0 | memory | objects | J | F | J&F | absent frames predicted empty |\n|---|---|---|---|---|---|---|"
+    return "\n".join([head] + [s.row() for s in summaries])
+
+
+def main(argv: list[str] | None = None) -> list[Summary]:
+    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, help='a {"model": state_dict} file (exported to ONNX first)')
+    source.add_argument("--graphs", type=Path, help="an exported folder (skips the export)")
+    p.add_argument("--config", default="demo", help="the checkpoint's config (default demo)")
+    p.add_argument("--videos", type=int, default=30)
+    p.add_argument("--prompts", default=",".join(PROMPTS), help=f"comma-separated, of {PROMPTS}")
+    p.add_argument("--memory", default=",".join(MEMORY_MODES), help=f"comma-separated, of {MEMORY_MODES}")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    p.add_argument("--keep-graphs", type=Path, help="export into this folder instead of a temporary one")
+    p.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = p.parse_args(argv)
+    prompts = tuple(x for x in args.prompts.split(",") if x)
+    memories = tuple(x for x in args.memory.split(",") if x)
+    bad = [x for x in prompts if x not in PROMPTS] + [x for x in memories if x not in MEMORY_MODES]
+    if bad or args.videos < 1:
+        p.error(f"received prompts {prompts}, memory {memories}, videos {args.videos}; expected prompts of {PROMPTS}, memory of {MEMORY_MODES}, videos >= 1")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        graphs = args.graphs
+        if graphs is None:
+            from streamsam.export.checkpoint import load_checkpoint
+            from streamsam.export.onnx_export import ExportOptions, export_model
+
+            from .demo_config import get_training_config
+
+            config = get_training_config(args.config)
+            model = load_checkpoint(args.checkpoint, config=config, image_size=config.image_size)
+            graphs = args.keep_graphs or Path(tmp) / "graphs"
+            export_model(model, graphs, ExportOptions(max_prompted_frames=2), progress=print)
+        summaries = evaluate_graphs(graphs, args.videos, prompts, memories, threads=args.threads)
+    print(table(summaries))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+            "graphs": str(args.graphs) if args.graphs else None,
+            "videos": args.videos,
+            "video_settings": json.loads(json.dumps(dataclasses.asdict(EVAL_SETTINGS))),
+            "seeds": f"({EVAL_STREAM}, index, attempt) for index in range({args.videos})",
+            "results": [dataclasses.asdict(s) for s in summaries],
+        }
+        args.out.write_text(json.dumps(payload, indent=2) + "\n")
+    return summaries
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""SAM 2's training losses (the paper's recipe: focal + dice on masks, IoU regression, object-score
+BCE), for one decoder step on a batch of objects.
+
+Weights as SAM 2.1's training configs: mask (focal) 20, dice 1, IoU 1, object score 1; focal
+alpha 0.25, gamma 2; IoU as L1 and supervised on every multimask output. With several mask outputs
+only the best one (least 20 * focal + dice) gets the mask losses. Mask and IoU losses count only
+for objects present in the frame; absent objects teach the object score alone. Everything is
+summed over objects and divided by the number of objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+WEIGHT_FOCAL = 20.0
+WEIGHT_DICE = 1.0
+WEIGHT_IOU = 1.0
+WEIGHT_SCORE = 1.0
+FOCAL_ALPHA = 0.25
+FOCAL_GAMMA = 2.0
+
+
+@dataclass
+class LossTerms:
+    """Weighted-ready sums of one or more decoder steps (each already divided by the object count)."""
+
+    focal: torch.Tensor
+    dice: torch.Tensor
+    iou: torch.Tensor
+    score: torch.Tensor
+
+    @staticmethod
+    def zero() -> LossTerms:
+        z = torch.zeros(())
+        return LossTerms(z, z, z, z)
+
+    def __add__(self, other: LossTerms) -> LossTerms:
+        return LossTerms(self.focal + other.focal, self.dice + other.dice, self.iou + other.iou, self.score + other.score)
+
+    @property
+    def total(self) -> torch.Tensor:
+        return WEIGHT_FOCAL * self.focal + WEIGHT_DICE * self.dice + WEIGHT_IOU * self.iou + WEIGHT_SCORE * self.score
+
+    def as_floats(self) -> dict[str, float]:
+        values = {"focal": self.focal, "dice": self.dice, "iou": self.iou, "score": self.score, "total": self.total}
+        return {k: float(v.detach()) for k, v in values.items()}
+
+
+def focal_per_mask(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Sigmoid focal loss averaged over pixels: logits, targets [n, m, H, W] -> [n, m]."""
+    prob = logits.sigmoid()
+    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_true = prob * targets + (1 - prob) * (1 - targets)
+    alpha = FOCAL_ALPHA * targets + (1 - FOCAL_ALPHA) * (1 - targets)
+    return (alpha * bce * (1 - p_true) ** FOCAL_GAMMA).flatten(2).mean(-1)
+
+
+def dice_per_mask(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """1 - soft Dice (smoothed by 1): [n, m, H, W] -> [n, m]."""
+    prob = logits.sigmoid().flatten(2)
+    targets = targets.flatten(2)
+    return 1 - (2 * (prob * targets).sum(-1) + 1) / (prob.sum(-1) + targets.sum(-1) + 1)
+
+
+def actual_ious(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """IoU of the masks (logits > 0) with the targets: [n, m, H, W] -> [n, m] (0 when both are empty)."""
+    pred = logits.flatten(2) > 0
+    gt = targets.flatten(2) > 0.5
+    inter = (pred & gt).sum(-1).float()
+    union = (pred | gt).sum(-1).float()
+    return inter / union.clamp(min=1.0)
+
+
+def step_losses(
+    multimask_logits: torch.Tensor,
+    predicted_ious: torch.Tensor,
+    object_score_logits: torch.Tensor,
+    targets: torch.Tensor,
+) -> LossTerms:
+    """Losses of one decoder step.
+
+    multimask_logits [n, m, h, w]: the decoder's mask outputs before object-score gating (m = 3
+        with multimask, else the single mask repeated), upsampled here to the targets' size;
+    predicted_ious [n, m]; object_score_logits [n, 1]; targets [n, H, W] float 0 / 1.
+    """
+    n, m = multimask_logits.shape[:2]
+    if targets.dim() != 3 or targets.shape[0] != n or predicted_ious.shape != (n, m) or object_score_logits.shape != (n, 1):
+        raise ValueError(
+            f"step_losses | received masks {tuple(multimask_logits.shape)}, ious {tuple(predicted_ious.shape)}, "
+            f"scores {tuple(object_score_logits.shape)}, targets {tuple(targets.shape)}; "
+            "expected [n, m, h, w], [n, m], [n, 1] and [n, H, W]"
+        )
+    logits = F.interpolate(multimask_logits.float(), size=targets.shape[-2:], mode="bilinear", align_corners=False)
+    target = targets[:, None].expand_as(logits)
+    focal = focal_per_mask(logits, target)
+    dice = dice_per_mask(logits, target)
+    with torch.no_grad():
+        best = (WEIGHT_FOCAL * focal + WEIGHT_DICE * dice).argmin(dim=1, keepdim=True)  # [n, 1]
+        iou_target = actual_ious(logits, target)
+    present = targets.flatten(1).amax(1) > 0.5  # [n]
+    weight = present.float()
+    iou = F.l1_loss(predicted_ious.float(), iou_target, reduction="none").mean(1)
+    score = F.binary_cross_entropy_with_logits(object_score_logits.float()[:, 0], weight, reduction="none")
+    return LossTerms(
+        focal=(focal.gather(1, best)[:, 0] * weight).sum() / n,
+        dice=(dice.gather(1, best)[:, 0] * weight).sum() / n,
+        iou=(iou * weight).sum() / n,
+        score=score.sum() / n,
+    )

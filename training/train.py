@@ -1,0 +1,299 @@
+"""Train the demo model on generated videos.
+
+    python -m training.train --out training/runs/demo --steps 3000
+
+Each step draws fresh clips (nothing is stored), runs SAM 2's training forward on them
+(`training.rollout`) under BF16 autocast, and takes one AdamW step on a warmup + cosine schedule.
+Attention runs on PyTorch's math kernel while training: on this CPU the fused (flash) kernel's
+backward is slower for the decoder's small heads (measured 2.1 vs 1.6 s of backward per clip).
+Every --checkpoint-every steps it writes, in --out:
+
+    checkpoint_{step}.pt   {"model": state_dict}, the official checkpoint format (float32)
+    train_state.pt         optimizer and step, for --resume
+    recipe.json            seed, steps, config, data and recipe settings, optimizer, versions, progress
+    log.jsonl              one line per logged step (losses, lr, seconds)
+
+and at the end `model.pt` (float32) and `model_fp16.pt` (the same weights in float16, half the
+size; `load_checkpoint` casts them back). Both load with
+`streamsam.export.checkpoint.load_checkpoint(path, config=<the config>, image_size=<its size>)`.
+
+Clip i of step s comes from a seed derived from (run seed, s, i), so a resumed run sees the data an
+uninterrupted run would, and evaluation seeds (training.evaluate) never collide with training ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from .demo_config import get_training_config
+from .rollout import ClipRollout, RecipeSettings, sample_clip
+from .videos import VideoSettings, generate_video
+
+TRAIN_STREAM = 0  # first word of every training video's seed; evaluation uses another
+VALIDATION_STREAM = 2
+IMAGE_CHOICE = 1000  # last seed word of the draw that makes a clip a single image (attempts are < 100)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimSettings:
+    lr: float = 5e-4
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 150
+    min_lr_ratio: float = 0.05  # the cosine ends at lr * this
+    grad_clip: float = 1.0
+    clips_per_step: int = 1
+
+    def lr_at(self, step: int, total: int) -> float:
+        """Linear warmup, then cosine decay to lr * min_lr_ratio at `total`."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        progress = min(1.0, (step - self.warmup_steps) / max(1, total - self.warmup_steps))
+        return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def clip_seed(run_seed: int, step: int, index: int, stream: int = TRAIN_STREAM) -> tuple[int, ...]:
+    """Entropy of one clip's generator: (stream, run seed, step, index)."""
+    return (stream, run_seed, step, index)
+
+
+def draw_clip(seed: tuple[int, ...], videos: VideoSettings, recipe: RecipeSettings):
+    """A clip from its seed (the video, then the prompt choices); retries with a derived seed when
+    no object is visible enough."""
+    for attempt in range(100):
+        video = generate_video(seed + (attempt,), videos)
+        rng = np.random.default_rng(seed + (attempt, 1))  # the prompts' own stream, not the scene's
+        clip = sample_clip(rng, video, recipe)
+        if clip is not None:
+            return clip, rng
+    raise RuntimeError(f"draw_clip | received seed {seed}: no visible object in 100 videos; expected the video settings to show objects")
+
+
+def is_image_clip(seed: tuple[int, ...], fraction: float) -> bool:
+    """Whether the clip of this seed is a single frame (SAM 2 trains on images and videos)."""
+    return fraction > 0 and bool(np.random.default_rng(seed + (IMAGE_CHOICE,)).random() < fraction)
+
+
+def image_settings(videos: VideoSettings, recipe: RecipeSettings) -> tuple[VideoSettings, RecipeSettings]:
+    """Single-frame clips: clicks or boxes (a mask prompt would leave nothing to learn), with
+    correction clicks, as SAM 2's image data."""
+    _, box, click = recipe.prompt_probabilities
+    total = box + click
+    probabilities = (0.0, box / total, click / total) if total > 0 else (0.0, 0.5, 0.5)
+    return dataclasses.replace(videos, num_frames=1), dataclasses.replace(recipe, prompt_probabilities=probabilities)
+
+
+def new_model(config, seed: int):
+    """A Sam2Model with its initial weights for training, determined by `seed`."""
+    from streamsam.export.modeling.sam2_model import Sam2Model
+
+    torch.manual_seed(seed)
+    model = Sam2Model(config)
+    init_for_training(model)
+    return model
+
+
+def init_for_training(model: torch.nn.Module) -> None:
+    """Weights for training from scratch: PyTorch's defaults, plus what the official model
+    initialises itself (truncated normal, std 0.02, for the learned embeddings that our model
+    creates as zeros for checkpoint loading) and ViT-style Linear layers in the trunk."""
+    for module in model.image_encoder.trunk.modules():
+        if isinstance(module, torch.nn.Linear):
+            torch.nn.init.trunc_normal_(module.weight, std=0.02)
+            torch.nn.init.zeros_(module.bias)
+    names = ("maskmem_tpos_enc", "no_mem_embed", "no_mem_pos_enc", "no_obj_ptr", "no_obj_embed_spatial",
+             "image_encoder.trunk.pos_embed", "image_encoder.trunk.pos_embed_window")
+    params = dict(model.named_parameters())
+    for name in names:
+        if name in params:
+            torch.nn.init.trunc_normal_(params[name], std=0.02)
+
+
+def save_checkpoint(model: torch.nn.Module, path: Path, dtype: torch.dtype = torch.float32) -> None:
+    state = {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).clone() for k, v in model.state_dict().items()}
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": state}, tmp)
+    tmp.replace(path)
+
+
+def validate(rollout: ClipRollout, run_seed: int, clips: int, videos: VideoSettings) -> float:
+    """Mean IoU over tracked frames of held-out clips prompted with the mask on frame 0 (PyTorch,
+    FP32, no corrections): a quick progress signal, not the J&F of training.evaluate."""
+    recipe = dataclasses.replace(rollout.recipe, prompt_probabilities=(1.0, 0.0, 0.0), first_frame_probability=1.0, tracked_correction_probability=0.0)
+    saved, rollout.recipe = rollout.recipe, recipe
+    values = []
+    try:
+        with torch.no_grad():
+            for i in range(clips):
+                clip, rng = draw_clip(clip_seed(run_seed, 0, i, VALIDATION_STREAM), videos, recipe)
+                result = rollout.forward(clip, rng)
+                values += [v for v in result.frame_ious[1:] if not math.isnan(v)]
+    finally:
+        rollout.recipe = saved
+    return float(np.mean(values)) if values else float("nan")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, type=Path, help="run folder (checkpoints, recipe.json, log.jsonl)")
+    p.add_argument("--steps", required=True, type=int, help="optimizer steps")
+    p.add_argument("--config", default="demo", help="model config: demo (default) or a registered one such as reduced")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--frames", type=int, default=8, help="frames per clip")
+    p.add_argument("--max-objects", type=int, default=3, help="objects per clip")
+    p.add_argument("--clips-per-step", type=int, default=1)
+    p.add_argument("--image-fraction", type=float, default=0.25,
+                   help="fraction of clips that are a single frame (prompt + corrections, no memory): cheap steps that train "
+                        "the encoder and decoder, as SAM 2 mixes images with videos")
+    p.add_argument("--max-hours", type=float, default=0.0,
+                   help="stop (and write model.pt) after this many hours even if --steps are not done (0: no limit)")
+    p.add_argument("--lr", type=float, default=OptimSettings.lr)
+    p.add_argument("--weight-decay", type=float, default=OptimSettings.weight_decay)
+    p.add_argument("--warmup-steps", type=int, default=OptimSettings.warmup_steps)
+    p.add_argument("--grad-clip", type=float, default=OptimSettings.grad_clip)
+    p.add_argument("--max-correction-clicks", type=int, default=RecipeSettings.max_correction_clicks)
+    p.add_argument("--squash-max", type=float, default=1.78, help="widest scene squashed into the square frame (aspect augmentation)")
+    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--val-clips", type=int, default=8, help="held-out clips for the IoU printed at each checkpoint (0: none)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: on 2 cores shared with other jobs, 2 threads ran 2-10x slower; 0 leaves torch's default)")
+    p.add_argument("--no-bf16", action="store_true", help="train in float32 (BF16 autocast is the default)")
+    p.add_argument("--resume", action="store_true", help="continue from --out's train_state.pt")
+    args = p.parse_args(argv)
+    if args.steps < 1 or args.frames < 1 or args.clips_per_step < 1 or args.checkpoint_every < 1:
+        p.error(f"received steps={args.steps}, frames={args.frames}, clips-per-step={args.clips_per_step}, "
+                f"checkpoint-every={args.checkpoint_every}; expected each >= 1")
+    if not 0 <= args.image_fraction <= 1 or args.max_hours < 0:
+        p.error(f"received image-fraction={args.image_fraction}, max-hours={args.max_hours}; expected 0..1 and >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """Train; returns the path of the final model.pt."""
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = get_training_config(args.config)
+    videos = VideoSettings(height=config.image_size, width=config.image_size, num_frames=args.frames, squash_range=(1.0, args.squash_max))
+    recipe = RecipeSettings(max_objects=args.max_objects, max_correction_clicks=args.max_correction_clicks)
+    image_videos, image_recipe = image_settings(videos, recipe)
+    optim = OptimSettings(lr=args.lr, weight_decay=args.weight_decay, warmup_steps=min(args.warmup_steps, args.steps),
+                          grad_clip=args.grad_clip, clips_per_step=args.clips_per_step)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+
+    model = new_model(config, args.seed)
+    model.train()
+    rollout = ClipRollout(model, recipe)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
+    start = 0
+    state_path = out / "train_state.pt"
+    if args.resume:
+        if not state_path.is_file():
+            raise SystemExit(f"--resume | received {out} without train_state.pt; expected a run folder written by this command")
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+
+    recipe_json = {
+        "seed": args.seed,
+        "steps": args.steps,
+        "config": json.loads(json.dumps(dataclasses.asdict(config))),
+        "videos": json.loads(json.dumps(dataclasses.asdict(videos))),
+        "recipe": json.loads(json.dumps(dataclasses.asdict(recipe))),
+        "optimizer": {"name": "AdamW", "schedule": "linear warmup + cosine", **json.loads(json.dumps(dataclasses.asdict(optim)))},
+        "image_fraction": args.image_fraction,
+        "bf16_autocast": not args.no_bf16,
+        "clip_seed": "video: generate_video((0, seed, step, clip index, attempt)); prompts: default_rng((0, seed, step, "
+                     "clip index, attempt, 1)); a single frame when default_rng((0, seed, step, clip index, 1000)).random() < image_fraction",
+        "torch_threads": torch.get_num_threads(),
+        "versions": {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
+        "command": "python -m training.train " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
+    }
+    log_file = (out / "log.jsonl").open("a")
+    window: list[dict[str, float]] = []
+    step_seconds: list[float] = []
+    final = out / "model.pt"
+    print(f"training {config.name} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters) "
+          f"for {args.steps} steps from step {start}, {args.clips_per_step} clip(s) of {args.frames} frames per step, "
+          f"{'BF16 autocast' if not args.no_bf16 else 'FP32'}, {torch.get_num_threads()} threads -> {out}", flush=True)
+    run_began = time.perf_counter()
+    for step in range(start, args.steps):
+        began = time.perf_counter()
+        lr = optim.lr_at(step, args.steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.zero_grad(set_to_none=True)
+        stats: dict[str, float] = {}
+        for i in range(args.clips_per_step):
+            seed = clip_seed(args.seed, step, i)
+            image = is_image_clip(seed, args.image_fraction)
+            clip, rng = draw_clip(seed, *((image_videos, image_recipe) if image else (videos, recipe)))
+            with sdpa_kernel(SDPBackend.MATH), torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.no_bf16):
+                result = rollout.forward(clip, rng)
+            loss = result.losses.total / args.clips_per_step
+            loss.backward()
+            for key, value in result.losses.as_floats().items():
+                stats[key] = stats.get(key, 0.0) + value / args.clips_per_step
+            ious = [v for v in result.frame_ious if not math.isnan(v)]
+            stats["train_iou"] = stats.get("train_iou", 0.0) + (float(np.mean(ious)) if ious else 0.0) / args.clips_per_step
+            stats["images"] = stats.get("images", 0) + int(image)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip))
+        if not math.isfinite(grad_norm):
+            raise RuntimeError(f"step {step} | received a non-finite gradient norm ({grad_norm}); expected finite. Lower --lr or check the data.")
+        optimizer.step()
+        seconds = time.perf_counter() - began
+        step_seconds.append(seconds)
+        stats.update(step=step + 1, lr=lr, grad_norm=grad_norm, seconds=seconds)
+        window.append(stats)
+        log_file.write(json.dumps(stats) + "\n")
+        time_up = bool(args.max_hours) and time.perf_counter() - run_began > args.max_hours * 3600
+        if time_up:
+            recipe_json["stopped_early_at_step"] = step + 1
+            print(f"stopping after step {step + 1}: --max-hours {args.max_hours} reached", flush=True)
+        if (step + 1) % args.log_every == 0 or step + 1 == args.steps or time_up:
+            mean = {k: float(np.mean([w[k] for w in window])) for k in ("total", "focal", "dice", "iou", "score", "train_iou", "seconds")}
+            print(f"step {step + 1}/{args.steps} loss {mean['total']:.3f} (focal {mean['focal']:.4f} dice {mean['dice']:.3f} "
+                  f"iou {mean['iou']:.3f} score {mean['score']:.3f}) train IoU {mean['train_iou']:.3f} lr {lr:.2e} "
+                  f"{mean['seconds']:.2f} s/step", flush=True)
+            log_file.flush()
+            window.clear()
+        if (step + 1) % args.checkpoint_every == 0 or step + 1 == args.steps or time_up:
+            model.eval()
+            val = validate(rollout, args.seed, args.val_clips, videos) if args.val_clips else float("nan")
+            model.train()
+            path = out / f"checkpoint_{step + 1:06d}.pt"
+            save_checkpoint(model, path)
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step + 1}, state_path.with_suffix(".tmp"))
+            state_path.with_suffix(".tmp").replace(state_path)
+            recipe_json["progress"] = {
+                "step": step + 1,
+                "checkpoint": path.name,
+                "validation_iou": val,
+                "median_seconds_per_step": float(np.median(step_seconds)),
+            }
+            (out / "recipe.json").write_text(json.dumps(recipe_json, indent=2) + "\n")
+            print(f"checkpoint {path} (validation IoU {val:.3f} on {args.val_clips} held-out clips)", flush=True)
+        if time_up:
+            break
+    log_file.close()
+    save_checkpoint(model, final)
+    save_checkpoint(model, out / "model_fp16.pt", torch.float16)
+    print(f"wrote {final} and {out / 'model_fp16.pt'}", flush=True)
+    return final
+
+
+if __name__ == "__main__":
+    main()
