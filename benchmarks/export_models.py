@@ -45,6 +45,15 @@ def machine_id() -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM). Unlike ru_maxrss, it does not inherit the parent's
+    RSS at fork, so a spawned worker reports its own peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: KiB on most systems
+
+
 def write_random_checkpoint(config_name: str, path: Path) -> None:
     """An official-format checkpoint of seeded random weights for `config_name`."""
     import torch
@@ -113,8 +122,7 @@ def measure_config(config_name: str, image_size: int, check: bool, scratch: str)
             "export_total_s": round(export_total_s, 1),
             "onnx_total_bytes": sum(g["size_bytes"] for g in graphs.values()),
             "graphs": graphs,
-            # ru_maxrss is KiB on Linux
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "peak_rss_mb": round(peak_rss_mb()),
             "loadavg_after": os.getloadavg(),
         }
     finally:

@@ -1,6 +1,6 @@
 """Which form of the memory_attention graph is fastest on ONNX Runtime CPU? (DESIGN.md, "The four graphs")
 
-    python -m benchmarks.memory_attention_forms [--image-sizes 512 1024] [--runs 5] [--runs-1024 3] [--out DIR]
+    python -m benchmarks.memory_attention_forms [--image-sizes 512 1024] [--runs 7] [--runs-1024 7] [--options ...] [--out DIR]
 
 Forms, all from sam2.1_hiera_tiny with seeded random weights:
   masked_mpf2  the exported graph (streamsam.contracts): 8 memory + 17 pointer slots with validity flags
@@ -8,8 +8,10 @@ Forms, all from sam2.1_hiera_tiny with seeded random weights:
   dynamic      memory and pointer slot axes dynamic in ONNX, no flags: run with exactly the valid
                memories (what one static TensorRT profile per fill level would compute)
 
-Each (form, session options) runs in a fresh process (onnxruntime + numpy only), so its session
-creation time and peak RSS are its own. Outputs are compared between forms on the same valid content.
+Each (form, session options) is profiled alone in a fresh process (onnxruntime + numpy only: session
+creation time, peak RSS, outputs); latency is then timed with all sessions of a size in one process,
+round-robin, so that load from other jobs hits every form alike. Outputs are compared between forms
+on the same valid content.
 Writes memory_attention_forms_cpu-<machine>.md and .json to --out (benchmarks/results by default).
 """
 
@@ -20,7 +22,7 @@ import json
 import multiprocessing
 import os
 import platform
-import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -30,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.export_models import RESULTS, machine_id
+from benchmarks.export_models import RESULTS, machine_id, peak_rss_mb
 
 CONFIG = "sam2.1_hiera_tiny"
 # (memories, pointers) of the valid content per fill level: frame 1 after the prompt, frame 3, steady state.
@@ -72,7 +74,10 @@ def dynamic_wrapper(model):
             hw = curr.shape[1]
             # [B, M, mem, g, g] -> [B, M*HW, mem]; flatten keeps M symbolic
             memory_tokens = memory.flatten(3).transpose(2, 3).flatten(1, 2)
-            tpos = self.maskmem_tpos_enc.reshape(self.num_maskmem, mem)[(self.num_maskmem - 1 - memory_tpos).long()]
+            # as MemoryAttentionGraph: distance 0 (prompted) -> maskmem_tpos_enc[-1], distance d -> [d - 1]
+            distance = memory_tpos.long()
+            index = torch.where(distance == 0, torch.full_like(distance, self.num_maskmem - 1), distance - 1)
+            tpos = self.maskmem_tpos_enc.reshape(self.num_maskmem, mem)[index]
             memory_pos = (self.memory_grid_pos[None, None] + tpos[:, :, None, :]).flatten(1, 2)
             ptr_tokens = obj_ptrs.reshape(objects, -1, mem)
             ptr_pos = self.obj_ptr_tpos_proj(get_1d_sine_pe(obj_ptr_tpos, dim=self.d_model))  # [B, P, mem]
@@ -93,6 +98,24 @@ def dynamic_wrapper(model):
             return attention.norm(output).transpose(1, 2).reshape(objects, self.d_model, g, g)
 
     return DynamicMemoryAttention(model).eval()
+
+
+def check_dynamic_matches_stock(model, content: dict[str, np.ndarray], memories: int = 4, pointers: int = 4) -> float:
+    """The dynamic wrapper must compute what MemoryAttentionGraph computes (PyTorch, same valid content)."""
+    import torch
+
+    from streamsam.export.graphs.memory_attention import MemoryAttentionGraph
+
+    exact = exact_inputs(content, memories, pointers)
+    slotted = slotted_inputs(content, memories, pointers, 8, 17)
+    _, contract = masked_contract(model, 2)
+    with torch.no_grad():
+        stock = MemoryAttentionGraph(model).eval()(*(torch.from_numpy(slotted[n]) for n in contract.input_names))
+        ours = dynamic_wrapper(model)(*(torch.from_numpy(exact[n]) for n in DYNAMIC_INPUTS))
+    diff = float((stock - ours).abs().max())
+    if diff > 1e-4:
+        raise AssertionError(f"dynamic wrapper | differs from MemoryAttentionGraph by {diff:.3g}; expected <= 1e-4 (has the graph changed?)")
+    return diff
 
 
 def masked_contract(model, max_prompted_frames: int):
@@ -167,19 +190,20 @@ def exact_inputs(content: dict[str, np.ndarray], memories: int, pointers: int) -
 
 def slotted_inputs(content: dict[str, np.ndarray], memories: int, pointers: int, memory_slots: int, pointer_slots: int) -> dict[str, np.ndarray]:
     """The same valid content in fixed-capacity slots with flags. With a spare prompted-frame slot
-    (memory_slots 8) the prompted memory goes in slot 0, slot 1 stays empty and recent frames follow,
-    like the runtime's ring; empty slots hold zeros. memory_slots == memories + empty slots at the end."""
+    (memory_slots 8) the prompted memory goes in slot 0, slot 1 is empty and recent frames follow,
+    like the runtime's ring. Empty slots hold stale values (noise), which the flags must mask out."""
     exact = exact_inputs(content, memories, pointers)
     objects = exact["memory"].shape[0]
     g = exact["memory"].shape[-1]
-    memory = np.zeros((objects, memory_slots, 64, g, g), np.float32)
-    tpos = np.zeros((objects, memory_slots), np.int32)
+    stale = np.random.default_rng(99)
+    memory = stale.normal(0, 1, (objects, memory_slots, 64, g, g)).astype(np.float32)
+    tpos = stale.integers(0, 7, (objects, memory_slots)).astype(np.int32)
     valid = np.zeros((objects, memory_slots), bool)
     spare = memory_slots - 7  # extra prompted-frame slots
     order = [0] + [1 + spare + i for i in range(memories - 1)]  # slot of each valid memory
     memory[:, order], tpos[:, order], valid[:, order] = exact["memory"], exact["memory_tpos"], True
-    ptrs = np.zeros((objects, pointer_slots, 256), np.float32)
-    ptr_tpos = np.zeros((objects, pointer_slots), np.float32)
+    ptrs = stale.normal(0, 1, (objects, pointer_slots, 256)).astype(np.float32)
+    ptr_tpos = stale.uniform(-1, 0, (objects, pointer_slots)).astype(np.float32)
     ptr_valid = np.zeros((objects, pointer_slots), bool)
     ptrs[:, :pointers], ptr_tpos[:, :pointers], ptr_valid[:, :pointers] = exact["obj_ptrs"], exact["obj_ptr_tpos"], True
     return {"image_embed": exact["image_embed"], "memory": memory, "memory_tpos": tpos, "memory_valid": valid,
@@ -190,58 +214,74 @@ def all_valid_inputs(content: dict[str, np.ndarray], memory_slots: int, pointer_
     """Every slot valid (8 memories: 2 prompted + 6 recent; 17 pointers): the graph's worst case."""
     slotted = slotted_inputs(content, 7, 16, memory_slots, pointer_slots)
     slotted["memory"][:, 1] = content["memory"][:, 0] * 0.5
+    slotted["memory_tpos"][:, 1] = 0  # a second prompted frame
     slotted["memory_valid"][:] = True
     slotted["obj_ptrs"][:, 16:] = content["obj_ptrs"][:, :1]
     slotted["obj_ptr_valid"][:] = True
     return slotted
 
 
-# ---------------------------------------------------------------- ONNX Runtime side (child process)
+# ---------------------------------------------------------------- ONNX Runtime side (child processes)
 
 
-def time_session(path: str, options: dict, cases: dict[str, dict[str, np.ndarray]], runs: int) -> dict:
-    """Create one session and time each case: 1 warm-up, then `runs` timed runs. Runs in a fresh process."""
+def make_session(path: str, options: dict):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     for key, value in options.items():
         setattr(so, key, getattr(ort.GraphOptimizationLevel, value) if key == "graph_optimization_level" else value)
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+def profile_session(path: str, options: dict, cases: dict[str, dict[str, np.ndarray]]) -> dict:
+    """In a fresh process: session creation time, one run of every case (its output), peak RSS."""
     start = time.perf_counter()
-    session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    created_s = time.perf_counter() - start
-    out = {"session_s": created_s, "cases": {}}
+    session = make_session(path, options)
+    out = {"session_s": time.perf_counter() - start, "outputs": {}}
     for name, inputs in cases.items():
-        try:
-            output = session.run(None, inputs)[0]
-        except Exception as exc:  # a baked-in slot count fails here
-            out["cases"][name] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"}
-            continue
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            session.run(None, inputs)
-            times.append(time.perf_counter() - start)
-        out["cases"][name] = {"times_s": times, "output": output, "loadavg": os.getloadavg()}
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        out["outputs"][name] = session.run(None, inputs)[0]
+    out["peak_rss_mb"] = peak_rss_mb()
     return out
 
 
-def run_isolated(path: Path, options: dict, cases: dict, runs: int) -> dict:
+def time_interleaved(sessions: dict[str, tuple[str, dict]], cases: dict[str, dict[str, dict[str, np.ndarray]]], runs: int) -> dict:
+    """In one process: every (session, case) gets a warm-up run, then `runs` rounds of one timed run
+    each, round-robin, so that a change of machine load hits all forms alike."""
+    live = {key: make_session(path, options) for key, (path, options) in sessions.items()}
+    jobs = [(key, case) for key in live for case in cases[key]]
+    times: dict[tuple[str, str], list[float]] = {job: [] for job in jobs}
+    cpu: dict[tuple[str, str], list[float]] = {job: [] for job in jobs}
+    loads = []
+    for key, case in jobs:
+        live[key].run(None, cases[key][case])
+    for _ in range(runs):
+        for key, case in jobs:
+            time.sleep(0.02)  # let the previous session's spinning threads park
+            start, start_cpu = time.perf_counter(), time.process_time()
+            live[key].run(None, cases[key][case])
+            times[(key, case)].append(time.perf_counter() - start)
+            cpu[(key, case)].append(time.process_time() - start_cpu)  # all threads; less sensitive to other jobs
+        loads.append(os.getloadavg()[0])
+    return {"times": times, "cpu": cpu, "loadavg_1min": loads}
+
+
+def in_fresh_process(function, *args):
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(time_session, str(path), options, cases, runs).result()
+        return pool.submit(function, *args).result()
 
 
 # ---------------------------------------------------------------- the measurement
 
 
 def measure_size(image_size: int, objects: int, runs: int, option_names: list[str], work: Path) -> dict:
-    """Export the three forms at this size and time them under each session option."""
+    """Export the three forms at this size, profile each session alone, time them interleaved."""
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
     g = image_size // 16
     model = build_tiny(image_size)
     content = valid_content(g, objects)
+    torch_diff = check_dynamic_matches_stock(model, content)
     dims2, _ = masked_contract(model, 2)
     dims1, _ = masked_contract(model, 1)
     files = {"masked_mpf2": work / f"masked_mpf2_{image_size}.onnx", "masked_mpf1": work / f"masked_mpf1_{image_size}.onnx",
@@ -252,7 +292,9 @@ def measure_size(image_size: int, objects: int, runs: int, option_names: list[st
     }
     trace_content = valid_content(g, 2, seed=1)
     export_s["dynamic"] = export_dynamic(dynamic_wrapper(model), exact_inputs(trace_content, 3, 5), DYNAMIC_INPUTS, files["dynamic"])
+    del model
 
+    # Every case is run once for the output comparison; latency is timed on the cases in TIMED.
     cases = {
         "masked_mpf2": {
             "all 8+17 valid": all_valid_inputs(content, dims2.memory_slots, dims2.pointer_slots),
@@ -261,19 +303,31 @@ def measure_size(image_size: int, objects: int, runs: int, option_names: list[st
         "masked_mpf1": {f"{m}+{p} valid": slotted_inputs(content, m, p, dims1.memory_slots, dims1.pointer_slots) for m, p in FILL_LEVELS.items()},
         "dynamic": {f"{m}+{p} exact": exact_inputs(content, m, p) for m, p in FILL_LEVELS.items()},
     }
+    timed = {"masked_mpf2": ["all 8+17 valid", "7+16 valid"], "masked_mpf1": ["7+16 valid"], "dynamic": list(cases["dynamic"])}
+
     results: dict = {"image_size": image_size, "objects": objects, "runs": runs, "export_s": export_s,
+                     "torch_dynamic_vs_stock_max_abs": torch_diff,
                      "file_bytes": {k: v.stat().st_size for k, v in files.items()}, "sessions": {}}
     outputs: dict[str, np.ndarray] = {}
+    sessions, timed_cases = {}, {}
     for form, path in files.items():
         for option in option_names:
-            print(f"  {image_size} objects={objects} {form} [{option}]", flush=True)
-            got = run_isolated(path, SESSION_OPTIONS[option], cases[form], runs)
-            for case, r in got["cases"].items():
-                if "output" in r:
-                    outputs.setdefault(f"{form}: {case}", r.pop("output"))
-                    t = np.array(r["times_s"])
-                    r.update(median_s=float(np.median(t)), p90_s=float(np.percentile(t, 90)))
-            results["sessions"][f"{form} [{option}]"] = got
+            key = f"{form} [{option}]"
+            print(f"  {image_size} objects={objects}: profiling {key}", flush=True)
+            profile = in_fresh_process(profile_session, str(path), SESSION_OPTIONS[option], cases[form])
+            for case, output in profile.pop("outputs").items():
+                outputs.setdefault(f"{form}: {case}", output)
+            results["sessions"][key] = {**profile, "cases": {}}
+            sessions[key] = (str(path), SESSION_OPTIONS[option])
+            timed_cases[key] = {case: cases[form][case] for case in timed[form]}
+    print(f"  {image_size} objects={objects}: timing {len(sessions)} sessions interleaved, {runs} rounds", flush=True)
+    timing = in_fresh_process(time_interleaved, sessions, timed_cases, runs)
+    for (key, case), times in timing["times"].items():
+        t = np.array(times)
+        cpu = timing["cpu"][(key, case)]
+        results["sessions"][key]["cases"][case] = {"times_s": times, "min_s": float(t.min()), "median_s": float(np.median(t)),
+                                                         "p90_s": float(np.percentile(t, 90)), "cpu_s": cpu, "median_cpu_s": float(np.median(cpu))}
+    results["loadavg_1min_per_round"] = timing["loadavg_1min"]
     results["agreement"] = agreement(outputs)
     return results
 
@@ -308,10 +362,12 @@ def stock_graph_bakes_counts(work: Path) -> str:
         torch.onnx.export(MemoryAttentionGraph(model).eval(), tuple(torch.from_numpy(inputs[n]) for n in contract.input_names), str(path),
                           input_names=contract.input_names, output_names=contract.output_names, dynamic_axes=axes, opset_version=17, dynamo=False)
     fewer = {k: (v[:, :4] if k in axes else v) for k, v in inputs.items()}
+    quiet = ort.SessionOptions()
+    quiet.log_severity_level = 4
     try:
-        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, fewer)
+        ort.InferenceSession(str(path), quiet, providers=["CPUExecutionProvider"]).run(None, fewer)
     except Exception as exc:
-        return f"fails with 4 memories / 4 pointers after tracing with 8 / 17: {type(exc).__name__}: {str(exc).splitlines()[0][:240]}"
+        return f"fails with 4 memories / 4 pointers after tracing with 8 / 17: {type(exc).__name__}: ...{str(exc).splitlines()[0][-260:]}"
     return "runs with 4 memories / 4 pointers after tracing with 8 / 17 (counts not baked in)"
 
 
@@ -328,6 +384,21 @@ def environment(argv: list[str]) -> dict:
             "loadavg_start": os.getloadavg()}
 
 
+def summary(sizes: list[dict]) -> list[str]:
+    """Default session options, every form against the exported graph (masked_mpf2) at 7+16."""
+    out = ["## Summary (default session options; ratio = median CPU time / masked_mpf2 at 7+16 of the same size)", "",
+           "| image, objects | masked_mpf2 8+17 | masked_mpf2 7+16 | masked_mpf1 7+16 | dynamic 7+16 | dynamic 4+4 | dynamic 1+1 |",
+           "|---|---|---|---|---|---|---|"]
+    picks = [("masked_mpf2", "all 8+17 valid"), ("masked_mpf2", "7+16 valid"), ("masked_mpf1", "7+16 valid"),
+             ("dynamic", "7+16 exact"), ("dynamic", "4+4 exact"), ("dynamic", "1+1 exact")]
+    for s in sizes:
+        cases = {form: s["sessions"][f"{form} [default]"]["cases"] for form in ("masked_mpf2", "masked_mpf1", "dynamic")}
+        ref = cases["masked_mpf2"]["7+16 valid"]["median_cpu_s"]
+        cells = [f"{cases[f][c]['median_cpu_s'] * 1e3:.0f} ms ({cases[f][c]['median_cpu_s'] / ref:.2f})" for f, c in picks]
+        out.append(f"| {s['image_size']}, {s['objects']} | " + " | ".join(cells) + " |")
+    return out + [""]
+
+
 def markdown(env: dict, sizes: list[dict], stock: str) -> str:
     ms = lambda s: f"{s * 1e3:.0f}"  # noqa: E731
     out = [
@@ -340,25 +411,26 @@ def markdown(env: dict, sizes: list[dict], stock: str) -> str:
         f"{CONFIG}, seeded random weights, FP32, opset 17, CPUExecutionProvider. Forms: `masked_mpf2` = the exported graph "
         "(8 memory + 17 pointer slots, validity flags -> key bias); `masked_mpf1` = same with max_prompted_frames=1 (7 + 16 slots); "
         "`dynamic` = slot axes dynamic, no flags, run with exactly the valid memories. Cases `M+P`: M memories (1 prompted + M-1 recent), "
-        "P pointers. Each row is one session in a fresh process (session creation and peak RSS are that process's); "
-        "latency = 1 warm-up run then the timed runs. Session options: default = ORT_ENABLE_ALL and ORT's default threads; "
+        "P pointers. Session creation time and peak RSS: each session alone in a fresh process (creation + one run of each case); "
+        "latency (wall) and CPU time (all threads of the process, so less sensitive to other jobs; about cores x wall when alone): all sessions of one size live in one process, each timed case gets a warm-up run, then the timed runs go round-robin over the cases (so load changes hit all forms alike). Session options: default = ORT_ENABLE_ALL and ORT's default threads; "
         "extended = ORT_ENABLE_EXTENDED; threads2 = intra_op_num_threads=2.",
         "",
         f"Stock `MemoryAttentionGraph` exported with dynamic slot axes (256, TorchScript exporter): {stock}.",
         "",
+        *summary(sizes),
     ]
     for s in sizes:
         out += [f"## image {s['image_size']} (grid {s['image_size'] // 16}), objects {s['objects']}, {s['runs']} timed runs", ""]
-        out += ["| form [options] | case | median ms | p90 ms | session s | peak RSS MB | ONNX MB | load avg (1 min) |", "|---|---|---|---|---|---|---|---|"]
+        out += ["| form [options] | case | median ms | p90 ms | min ms | median CPU ms | session s | peak RSS MB | ONNX MB |", "|---|---|---|---|---|---|---|---|---|"]
         for key, sess in s["sessions"].items():
             form = key.split(" ")[0]
             for case, r in sess["cases"].items():
-                if "error" in r:
-                    out.append(f"| {key} | {case} | error: {r['error']} | | | | | |")
-                    continue
-                out.append(f"| {key} | {case} | {ms(r['median_s'])} | {ms(r['p90_s'])} | {sess['session_s']:.2f} | {sess['peak_rss_mb']:.0f} | "
-                           f"{s['file_bytes'][form] / 1e6:.1f} | {r['loadavg'][0]:.2f} |")
-        out += ["", "Outputs, same valid content (max abs diff): " + "; ".join(f"{k}: {v:.1e}" for k, v in s["agreement"].items()) + ".",
+                out.append(f"| {key} | {case} | {ms(r['median_s'])} | {ms(r['p90_s'])} | {ms(r['min_s'])} | {ms(r['median_cpu_s'])} | {sess['session_s']:.2f} | {sess['peak_rss_mb']:.0f} | "
+                           f"{s['file_bytes'][form] / 1e6:.1f} |")
+        loads = s["loadavg_1min_per_round"]
+        out += ["", f"1-min load average over the timing rounds: {min(loads):.2f} to {max(loads):.2f}."]
+        out += ["", "Outputs, same valid content (max abs diff, ONNX Runtime): " + "; ".join(f"{k}: {v:.1e}" for k, v in s["agreement"].items())
+                + f". PyTorch, dynamic wrapper vs MemoryAttentionGraph at 4+4: {s['torch_dynamic_vs_stock_max_abs']:.1e}.",
                 "Export s: " + ", ".join(f"{k} {v:.1f}" for k, v in s["export_s"].items()) + ".", ""]
     return "\n".join(out) + "\n"
 
@@ -368,13 +440,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-sizes", type=int, nargs="+", default=[512, 1024])
     parser.add_argument("--runs", type=int, default=7, help="timed runs per case at sizes below 1024")
-    parser.add_argument("--runs-1024", type=int, default=5, help="timed runs per case at 1024 and above")
+    parser.add_argument("--runs-1024", type=int, default=7, help="timed runs per case at 1024 and above")
     parser.add_argument("--options", nargs="+", default=list(SESSION_OPTIONS), choices=list(SESSION_OPTIONS))
     parser.add_argument("--options-1024", nargs="+", default=["default"], choices=list(SESSION_OPTIONS))
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--scratch", default=tempfile.gettempdir())
     parser.add_argument("--tag", default="")
+    parser.add_argument("--report-only", type=Path, help="rewrite the markdown from this results JSON; measure nothing")
     args = parser.parse_args(argv)
+    if args.report_only:
+        saved = json.loads(args.report_only.read_text())
+        args.report_only.with_suffix(".md").write_text(markdown(saved["environment"], saved["results"], saved["stock_dynamic_export"]))
+        return
 
     env = environment(argv)
     start = time.perf_counter()
@@ -388,6 +465,7 @@ def main(argv: list[str] | None = None) -> None:
         for objects in ([1] if big else [1, 2]):
             sizes.append(measure_size(size, objects, runs, options, work))
     env["wall_s"] = time.perf_counter() - start
+    shutil.rmtree(work, ignore_errors=True)
 
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"memory_attention_forms{args.tag}_cpu-{env['cpu']}"
