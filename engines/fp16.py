@@ -5,7 +5,8 @@ each layer in the type its ONNX tensors carry. So the precision is chosen here, 
 exported FP32 graph becomes an FP16 graph in which the sensitive parts stay FP32, and the graph's
 inputs and outputs stay FP32, so `streamsam.contracts`, the runtime's buffers and the manifest are
 unchanged. The same file runs on ONNX Runtime, which is how its accuracy is measured here
-(`python -m benchmarks.fp16_accuracy`).
+(`python -m benchmarks.fp16_accuracy`; ONNX Runtime's CPU provider runs most FP16 ops in FP32, so
+that benchmark also runs the graphs on onnx's reference evaluator, which computes them in FP16).
 
 The conversion is onnxruntime's own `onnxruntime.transformers` FP16 converter (`OnnxModel.
 convert_float_to_float16`, the one onnxruntime uses for its SAM 2 graphs), given per-graph block
@@ -49,6 +50,7 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 from streamsam.contracts import DEFAULT_DIMS, GRAPH_NAMES, IMAGE_ENCODER, MASK_DECODER, MEMORY_ATTENTION, MEMORY_ENCODER, graph_contracts
 from streamsam.errors import require
@@ -198,11 +200,13 @@ def _check_converted(source, converted, path: Path) -> None:
     """Inputs and outputs as the source's (names, dtypes; shapes equal or made concrete where the
     source had an exporter-named symbolic axis), and ONNX Runtime can load the graph."""
     ort = require("onnxruntime", "ort")
-    pairs = list(zip(source.graph.input, converted.graph.input)) + list(zip(source.graph.output, converted.graph.output))
-    for old, new in pairs:
-        same = old.name == new.name and old.type.tensor_type.elem_type == new.type.tensor_type.elem_type
+    io = lambda m: list(m.graph.input) + list(m.graph.output)  # noqa: E731
+    if [v.name for v in io(converted)] != [v.name for v in io(source)]:
+        raise EngineError(f"{path} | received FP16 graph tensors {[v.name for v in io(converted)]}; expected {[v.name for v in io(source)]}")
+    for old, new in zip(io(source), io(converted)):
+        same_type = old.type.tensor_type.elem_type == new.type.tensor_type.elem_type
         shape = len(_dims(old)) == len(_dims(new)) and all(a == b or isinstance(a, str) for a, b in zip(_dims(old), _dims(new)))
-        if not (same and shape) or len(pairs) != len(source.graph.input) + len(source.graph.output):
+        if not (same_type and shape):
             raise EngineError(
                 f"{path} | received FP16 graph tensor {new.name} {new.type.tensor_type.elem_type} {_dims(new)}; "
                 f"expected the FP32 graph's {old.name} {old.type.tensor_type.elem_type} {_dims(old)}"
@@ -284,11 +288,11 @@ def read_precision(directory: str | Path) -> Precision | None:
     return Precision(**data)
 
 
-def convert_folder(src_dir: str | Path, out_dir: str | Path, progress=print) -> dict[str, FP16Report]:
+def convert_folder(src_dir: str | Path, out_dir: str | Path, progress: Callable[[str], None] | None = print) -> dict[str, FP16Report]:
     """Convert the four graphs of an exported folder into `out_dir`, with a copy of manifest.json
     (each graph's sha256 and size updated; max_abs_error left empty: FP16 accuracy is measured by
     benchmarks/fp16_accuracy.py) and precision.json. `out_dir` then loads like any exported folder."""
-    import onnxruntime
+    onnxruntime = require("onnxruntime", "ort")
 
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     if src_dir.resolve() == out_dir.resolve():
