@@ -44,7 +44,6 @@ fails the conversion, so a renamed module cannot silently drop a block.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections import defaultdict
@@ -54,7 +53,7 @@ from typing import Callable
 
 from streamsam.contracts import DEFAULT_DIMS, GRAPH_NAMES, IMAGE_ENCODER, MASK_DECODER, MEMORY_ATTENTION, MEMORY_ENCODER, graph_contracts
 from streamsam.errors import require
-from streamsam.manifest import Manifest, read_manifest
+from streamsam.manifest import Manifest, file_sha256, read_manifest
 
 from .errors import EngineError
 
@@ -252,12 +251,6 @@ def convert_to_fp16(onnx_in: str | Path, onnx_out: str | Path, graph: str) -> FP
     )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -306,7 +299,7 @@ def convert_folder(src_dir: str | Path, out_dir: str | Path, progress: Callable[
         report = convert_to_fp16(src_dir / entry.file, out_dir / entry.file, name)
         reports[name] = report
         path = out_dir / entry.file
-        graphs[name] = replace(entry, sha256=_sha256(path), size_bytes=path.stat().st_size, max_abs_error={})
+        graphs[name] = replace(entry, sha256=file_sha256(path), size_bytes=path.stat().st_size, max_abs_error={})
         if progress is not None:
             kept = sum(report.kept_fp32.values())
             progress(

@@ -6,12 +6,11 @@ precision.json the graphs are the FP32 export.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from streamsam.contracts import GRAPH_NAMES
-from streamsam.manifest import MANIFEST_NAME, Manifest, read_manifest
+from streamsam.manifest import MANIFEST_NAME, Manifest, file_sha256, read_manifest
 
 from .errors import EngineError
 
@@ -55,12 +54,6 @@ def read_graphs_folder(onnx_dir: str | Path) -> GraphsFolder:
     return GraphsFolder(path, manifest, precision, files, sha256)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_graph_file(folder: GraphsFolder, graph: str) -> str:

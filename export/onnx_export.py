@@ -8,7 +8,6 @@ TensorRT profiles and the runtime's preallocated buffers are derived from the sa
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 import warnings
@@ -33,7 +32,7 @@ from streamsam.contracts import (
     graph_contracts,
 )
 from streamsam.errors import ExportError, require
-from streamsam.manifest import GraphFile, Manifest
+from streamsam.manifest import GraphFile, Manifest, file_sha256
 
 from .checkpoint import load_checkpoint
 from .config import Sam2Config
@@ -124,12 +123,6 @@ def _dynamic_axes(contract: GraphContract) -> dict[str, dict[int, str]]:
     return axes
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_graph(wrapper: nn.Module, contract: GraphContract, inputs: dict[str, np.ndarray], path: Path, opset: int) -> None:
@@ -222,7 +215,7 @@ def export_model(
         export_graph(wrapper, contract, inputs, path, options.opset)
         exported = time.perf_counter() - start
         errors = check_graph(path, wrapper, contract, inputs) if options.check else {}
-        graphs[name] = GraphFile(file=path.name, sha256=_sha256(path), size_bytes=path.stat().st_size, max_abs_error=errors)
+        graphs[name] = GraphFile(file=path.name, sha256=file_sha256(path), size_bytes=path.stat().st_size, max_abs_error=errors)
         if progress is not None:
             checked = f", ONNX Runtime max abs error {max(errors.values()):.2g}" if errors else ", not checked"
             progress(

@@ -17,38 +17,12 @@ Choices (see README.md for the measurements):
 
 from __future__ import annotations
 
-from streamsam.export.config import HieraConfig, Sam2Config
+from streamsam.export.config import Sam2Config, get_config
 
-DEMO_CONFIG = Sam2Config(
-    name="demo",
-    version="sam2.1",
-    hiera=HieraConfig(
-        embed_dim=32,
-        num_heads=1,
-        stages=(1, 2, 4, 1),
-        global_att_blocks=(5,),
-        window_pos_embed_bkg_spatial_size=(7, 7),
-        window_spec=(8, 4, 16, 8),
-    ),
-    image_size=256,
-    d_model=128,
-    mem_dim=32,
-    num_maskmem=7,
-    max_obj_ptrs_in_encoder=16,
-    memory_attention_layers=2,
-    memory_attention_ffn=512,
-    fuser_layers=2,
-)
+# Registered in streamsam.export.config, so `streamsam export --config demo` knows it too.
+DEMO_CONFIG = get_config("demo")
 
 
 def get_training_config(name: str) -> Sam2Config:
-    """A config registered in streamsam.export.config (e.g. 'reduced'), or 'demo' from this file
-    while it is not registered there."""
-    from streamsam.export.config import get_config
-
-    try:
-        return get_config(name)
-    except KeyError:
-        if name == "demo":
-            return DEMO_CONFIG
-        raise
+    """A config registered in streamsam.export.config ('demo', 'reduced', ...)."""
+    return get_config(name)
