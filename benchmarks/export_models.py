@@ -40,7 +40,7 @@ def machine_id() -> str:
             if line.startswith("model name"):
                 name = line.split(":", 1)[1]
                 break
-    except OSError:
+    except OSError:  # no /proc/cpuinfo (not Linux): keep the fallback name
         pass
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 

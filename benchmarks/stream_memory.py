@@ -36,7 +36,7 @@ def machine_name() -> str:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    except OSError:
+    except OSError:  # no /proc/cpuinfo (not Linux): keep the platform's name
         pass
     return model
 

@@ -60,7 +60,7 @@ class MaskPngWriter:
             image.fromarray(mask.astype(np.uint8) * 255).save(self.directory / f"{result.frame_index:06d}_obj{obj_id}.png")
 
     def close(self) -> None:
-        pass
+        """Nothing stays open: each PNG is written and closed in write()."""
 
 
 class RleWriter:

@@ -33,8 +33,7 @@ def test_only_what_the_rules_need_is_kept(reduced_graphs):
     predictor = VideoPredictor(reduced_graphs, max_objects=1)
     predictor.init_state(FRAMES)
     predictor.add_new_points_or_box(0, 1, points=[(40, 50)], labels=[1])
-    for _ in predictor.propagate_in_video():
-        pass
+    list(predictor.propagate_in_video())
     track = predictor.objects[1]
     assert sorted(track.cond) == [0] and sorted(track.non_cond) == list(range(1, 10))
     out = track.non_cond[5]
