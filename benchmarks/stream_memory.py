@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import tempfile
 import time
@@ -20,25 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from benchmarks.export_models import RESULTS, machine_id
 
 
 def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         pages = int(f.read().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
-
-
-def machine_name() -> str:
-    model = platform.processor() or "cpu"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:  # no /proc/cpuinfo (not Linux): keep the platform's name
-        pass
-    return model
 
 
 def generated_stream(frames: int, height: int, width: int, objects: int, seed: int = 0):
@@ -129,8 +116,8 @@ def main() -> None:
         onnx_dir = args.onnx_dir or export_graphs(args.config, Path(tmp) / args.config)
         result = run(onnx_dir, args.frames, args.objects, height, width, args.threads)
     summary = summarise(result, args.frames)
-    machine = machine_name()
-    tag = "cpu-" + "-".join(machine.lower().split()[:3]).replace("(r)", "")
+    machine = machine_id()
+    tag = f"cpu-{machine}"
     meta = {
         "command": f"python -m benchmarks.stream_memory --frames {args.frames} --config {args.config} --objects {args.objects} --size {args.size}",
         "machine": machine, "cpus": os.cpu_count(), "load_average": os.getloadavg(),

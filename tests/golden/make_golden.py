@@ -275,15 +275,18 @@ class Store:
         self.arrays[key] = value
 
 
-def save_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
-    """Write a compressed .npz with fixed zip timestamps (byte-reproducible)."""
+def save_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict, fortran: tuple[str, ...] = ()) -> None:
+    """Write a compressed .npz with fixed zip timestamps (byte-reproducible). Keys in `fortran`
+    are stored in Fortran order (np.load returns the same shape; for frames [T,H,W,3] a pixel's
+    values over time sit together, which compresses about 10x better)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     items = dict(arrays)
     items["meta"] = np.array(json.dumps(meta, indent=1, sort_keys=True))
     with zipfile.ZipFile(path, "w") as zf:
         for key, value in items.items():
             buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.array(value, order="C"), allow_pickle=False)
+            value = np.asfortranarray(value) if key in fortran else np.array(value, order="C")
+            np.lib.format.write_array(buf, value, allow_pickle=False)
             info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16

@@ -41,12 +41,10 @@ import contextlib
 import filecmp
 import hashlib
 import importlib.util
-import io
 import json
 import sys
 import tempfile
 import warnings
-import zipfile
 from collections import deque
 from pathlib import Path
 
@@ -741,25 +739,6 @@ def compute_stats(arrays: dict, meta: dict, fill_area: int) -> dict:
 # --------------------------------------------------------------------------------------
 
 
-def save_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict,
-             fortran: tuple[str, ...] = ()) -> None:
-    """Compressed .npz, fixed zip timestamps; keys in ``fortran`` are written in Fortran
-    order (np.load returns the same shape; for frames [T,H,W,3] this puts a pixel's values
-    over time next to each other, which compresses ~10x better)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    items = dict(arrays)
-    items["meta"] = np.array(json.dumps(meta, indent=1, sort_keys=True))
-    with zipfile.ZipFile(path, "w") as zf:
-        for key, value in items.items():
-            buf = io.BytesIO()
-            value = np.asfortranarray(value) if key in fortran else np.array(value, order="C")
-            np.lib.format.write_array(buf, value, allow_pickle=False)
-            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, buf.getvalue(), compresslevel=9)
-
-
 def frames_sha256(frames: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(frames).tobytes()).hexdigest()
 
@@ -767,7 +746,7 @@ def frames_sha256(frames: np.ndarray) -> str:
 def generate(names: list[str], out_dir: Path) -> dict:
     frames, shape_masks = make_frames()
     fsha = frames_sha256(frames)
-    save_npz(out_dir / "frames.npz",
+    mg.save_npz(out_dir / "frames.npz",
              {"frames": frames, "shape_masks": shape_masks},
              {"frames_sha256": fsha, "shape": list(frames.shape), "dtype": "uint8",
               "layout": "frames [T,H,W,3] RGB uint8; shape_masks [T,2,H,W] bool (visible "
@@ -802,7 +781,7 @@ def generate(names: list[str], out_dir: Path) -> dict:
         with torch.inference_mode():
             run_session(model, frames, shape_masks, arrays, meta)
         meta["stats"] = compute_stats(arrays, meta, model.fill_hole_area)
-        save_npz(out_dir / f"{name}.npz", arrays, meta)
+        mg.save_npz(out_dir / f"{name}.npz", arrays, meta)
         all_stats[name] = meta
     return all_stats
 
