@@ -7,6 +7,7 @@ TensorRT profiles and the runtime's preallocated buffers are derived from the sa
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import time
@@ -41,6 +42,7 @@ from .graphs.mask_decoder import MaskDecoderGraph
 from .graphs.memory_attention import MemoryAttentionGraph
 from .graphs.memory_encoder import MemoryEncoderGraph
 from .modeling.sam2_model import Sam2Model
+from .weight_storage import round_parameters_to_float16, store_float16_initializers
 
 GRAPH_WRAPPERS: dict[str, Callable[[Sam2Model], nn.Module]] = {
     IMAGE_ENCODER: ImageEncoderGraph,
@@ -64,8 +66,13 @@ class ExportOptions:
     # Sizes of the symbolic axes for the example inputs (traced, then checked on ONNX Runtime).
     example_objects: int = 2
     example_points: int = 3
+    # "float16": parameters rounded to float16 and stored so (half the size), computed in float32
+    # (export/weight_storage.py); the bundled demo model ships this way.
+    weights: str = "float32"
 
     def __post_init__(self) -> None:
+        if self.weights not in ("float32", "float16"):
+            raise ValueError(f"ExportOptions | received weights={self.weights!r}; expected 'float32' or 'float16'")
         if self.max_prompted_frames < 1:
             raise ValueError(f"ExportOptions | received max_prompted_frames={self.max_prompted_frames}; expected >= 1")
 
@@ -204,6 +211,8 @@ def export_model(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = model.eval()
+    if options.weights == "float16":
+        model = round_parameters_to_float16(copy.deepcopy(model))
     config = model.config
     dims = model_dims(config, options.max_prompted_frames)
     graphs: dict[str, GraphFile] = {}
@@ -213,6 +222,8 @@ def export_model(
         inputs = example_inputs(contract, dims, options.example_objects, options.example_points)
         path = out / f"{name}.onnx"
         export_graph(wrapper, contract, inputs, path, options.opset)
+        if options.weights == "float16":
+            store_float16_initializers(path)
         exported = time.perf_counter() - start
         errors = check_graph(path, wrapper, contract, inputs) if options.check else {}
         graphs[name] = GraphFile(file=path.name, sha256=file_sha256(path), size_bytes=path.stat().st_size, max_abs_error=errors)
@@ -225,6 +236,7 @@ def export_model(
     # Through JSON once, so the manifest in memory equals the one read back (tuples become lists).
     config_data = json.loads(json.dumps(dataclasses.asdict(config)))
     config_data["max_prompted_frames"] = options.max_prompted_frames
+    config_data["stored_weights"] = options.weights
     manifest = Manifest(
         config=config_data,
         dims=dims,

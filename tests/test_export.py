@@ -86,3 +86,32 @@ def test_cli_reports_a_bad_checkpoint_without_a_traceback(tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert err.startswith("streamsam export: error: checkpoint") and "Traceback" not in err
+
+
+def test_float16_weight_storage_halves_the_graphs_and_keeps_their_outputs(exported, reduced_model, tmp_path):
+    """The bundled demo model ships this way: parameters stored in float16, computed in float32.
+    The graphs must be much smaller, run on ONNX Runtime, and stay close to the float32 graphs
+    (rounding the weights to float16 is the only change)."""
+    import onnx
+
+    out32, manifest32, _ = exported
+    manifest16 = export_model(reduced_model, tmp_path, ExportOptions(max_prompted_frames=2, weights="float16"), progress=None)
+    assert manifest16.config["stored_weights"] == "float16"
+    total32 = sum(g.size_bytes for g in manifest32.graphs.values())
+    total16 = sum(g.size_bytes for g in manifest16.graphs.values())
+    assert total16 < 0.65 * total32
+    decoder = onnx.load(str(tmp_path / "mask_decoder.onnx"))
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in decoder.graph.initializer)
+    # the PyTorch model passed in is untouched (the exporter rounds a copy)
+    assert any((p.detach().half().float() != p.detach()).any() for p in reduced_model.parameters())
+    contract = manifest16.contracts["image_encoder"]
+    inputs = example_inputs(contract, manifest16.dims, objects=1, points=1)
+    got = ort.InferenceSession(str(tmp_path / "image_encoder.onnx")).run(None, inputs)
+    want = ort.InferenceSession(str(out32 / "image_encoder.onnx")).run(None, inputs)
+    for g, w in zip(got, want):
+        assert np.abs(g - w).max() < 0.05 * np.abs(w).max()
+
+
+def test_export_options_reject_an_unknown_weight_dtype():
+    with pytest.raises(ValueError, match="weights='bfloat16'"):
+        ExportOptions(weights="bfloat16")
