@@ -53,8 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="output folder")
     export.set_defaults(run=_export)
 
+    from .demo import add_demo_command
     from .track_command import add_commands
 
+    add_demo_command(commands)
     add_commands(commands)
 
     from streamsam.engines.cli import add_build_command  # numpy only; TensorRT loads when `build` runs
