@@ -32,17 +32,21 @@ RESULTS = Path(__file__).resolve().parent / "results"
 PROGRESS = re.compile(r"\[\d/4\] (\w+): .* exported in ([\d.]+) s.*\(([\d.]+) s in all\)")
 
 
-def machine_id() -> str:
-    """Short CPU name for result file names, e.g. 'amd-epyc'."""
+def cpu_model_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (e.g. 'AMD EPYC'), else the platform's."""
     name = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                name = line.split(":", 1)[1]
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:  # no /proc/cpuinfo (not Linux): keep the fallback name
         pass
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return name
+
+
+def machine_id() -> str:
+    """Short CPU name for result file names, e.g. 'amd-epyc'."""
+    return re.sub(r"[^a-z0-9]+", "-", cpu_model_name().lower()).strip("-")
 
 
 def peak_rss_mb() -> float:

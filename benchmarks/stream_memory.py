@@ -102,7 +102,7 @@ def plot(result: dict, path: Path, title: str) -> None:
     fig.savefig(path, dpi=100)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=2000)
     parser.add_argument("--config", default="reduced")
@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--objects", type=int, default=2)
     parser.add_argument("--size", default="360x640", help="frame HxW")
     parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     height, width = (int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         onnx_dir = args.onnx_dir or export_graphs(args.config, Path(tmp) / args.config)
