@@ -6,6 +6,7 @@ subpackages with their own optional dependencies.
 """
 
 from .backend import Backend, OnnxRuntimeBackend
+from .device_backends import OnnxRuntimeCudaBackend, TensorRTBackend  # cuda-python is imported when one opens
 from .contracts import GRAPH_NAMES, GraphContract, ModelDims, TensorSpec, graph_contracts
 from .errors import CheckpointError, ExportError, MissingDependencyError, StreamSamError
 from .image_predictor import ImagePredictor
@@ -20,6 +21,8 @@ __all__ = [
     "FrameResult",
     "ImagePredictor",
     "OnnxRuntimeBackend",
+    "OnnxRuntimeCudaBackend",
+    "TensorRTBackend",
     "StreamTracker",
     "VideoPredictor",
     "GRAPH_NAMES",

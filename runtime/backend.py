@@ -29,7 +29,8 @@ class Backend(Protocol):
 
 
 def check_arrays(contract: GraphContract, arrays: Mapping[str, np.ndarray], io: str) -> None:
-    """Names, dtypes and ranks against the contract: a wrong buffer fails here, not deep in a kernel."""
+    """Names, dtypes and ranks against the contract: a wrong buffer fails here, not deep in a kernel.
+    Numpy arrays and cuda_memory.DeviceArrays alike (both have dtype, ndim and shape)."""
     specs = contract.inputs if io == "input" else contract.outputs
     missing = [s.name for s in specs if s.name not in arrays]
     if missing:
@@ -41,7 +42,7 @@ def check_arrays(contract: GraphContract, arrays: Mapping[str, np.ndarray], io: 
             raise StreamSamError(
                 f"{contract.name}.{spec.name} | received {array.dtype} {array.shape}; expected {spec.dtype} {spec.shape}"
             )
-        if not array.flags.c_contiguous:
+        if isinstance(array, np.ndarray) and not array.flags.c_contiguous:  # device arrays are contiguous by construction
             raise StreamSamError(f"{contract.name}.{spec.name} | received a non-contiguous array; expected C-contiguous")
 
 

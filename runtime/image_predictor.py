@@ -10,7 +10,7 @@ import numpy as np
 from .backend import Backend, OnnxRuntimeBackend
 from .errors import StreamSamError
 from .image_ops import PREV_MASK_CLAMP, check_frame, resize_logits
-from .pipeline import Pipeline
+from .pipeline import open_pipeline
 from .prompts import box_prompt, check_box, check_points, to_model_coords
 
 MASK_THRESHOLD = 0.0
@@ -25,7 +25,7 @@ class ImagePredictor:
 
     def __init__(self, graphs: str | Path | Backend, resize: str = "antialias_bilinear") -> None:
         backend = graphs if hasattr(graphs, "run") else OnnxRuntimeBackend(graphs)
-        self.pipeline = Pipeline(backend, max_objects=1, resize=resize)
+        self.pipeline = open_pipeline(backend, max_objects=1, resize=resize)
         self.dims = self.pipeline.dims
         self._image_size: tuple[int, int] | None = None
         self._features: np.ndarray | None = None
@@ -70,8 +70,9 @@ class ImagePredictor:
         coords, labels = (to_model_coords(pts, size, s)[None], lbl[None]) if len(pts) else (None, None)
         out = self.pipeline.decode(slice(0, 1), self._features, coords, labels, mask_input, multimask_output)
         count = 3 if multimask_output else 1
-        low_res = np.clip(out["low_res_multimasks"][0, :count], -PREV_MASK_CLAMP, PREV_MASK_CLAMP)
-        ious = out["multimask_ious"][0, :count].copy()
-        logits = resize_logits(out["low_res_multimasks"][0, :count], *size)
+        multimasks = np.asarray(out["low_res_multimasks"][0, :count])  # a download on the device path
+        low_res = np.clip(multimasks, -PREV_MASK_CLAMP, PREV_MASK_CLAMP)
+        ious = np.array(out["multimask_ious"][0, :count])
+        logits = resize_logits(multimasks, *size)
         masks = logits if return_logits else logits > MASK_THRESHOLD
         return masks, ious, low_res.copy()

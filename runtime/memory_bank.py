@@ -49,21 +49,36 @@ def round_to_bfloat16(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
     return out
 
 
+class HostArrays:
+    """Where the bank keeps its two big arrays (memories, pointers): numpy, on the CPU path. The
+    device path passes cuda_memory.DeviceArena, which has the same two methods; every other array of
+    the bank (which frame is in which slot, the selection flags) is bookkeeping and stays in numpy."""
+
+    @staticmethod
+    def zeros(shape: tuple[int, ...], dtype) -> np.ndarray:
+        return np.zeros(shape, dtype)
+
+    @staticmethod
+    def store_bfloat16(dst: np.ndarray, src: np.ndarray) -> None:
+        round_to_bfloat16(src, out=dst)
+
+
 class MemoryBank:
     """Preallocated memories and pointers of up to `max_objects` objects (rows)."""
 
-    def __init__(self, dims: ModelDims, max_objects: int) -> None:
+    def __init__(self, dims: ModelDims, max_objects: int, arrays=HostArrays) -> None:
         if max_objects < 1:
             raise ValueError(f"MemoryBank | received max_objects={max_objects}; expected >= 1")
+        self.arrays = arrays
         self.dims = dims
         self.max_objects = max_objects
         self.prompted_slots = dims.max_prompted_frames
         self.recent_slots = dims.num_maskmem - 1
         self.recent_ptr_slots = dims.pointer_slots - self.prompted_slots
         n, g = max_objects, dims.feat_size
-        self.memory = np.zeros((n, dims.memory_slots, dims.mem_dim, g, g), np.float32)
+        self.memory = arrays.zeros((n, dims.memory_slots, dims.mem_dim, g, g), np.float32)
         self.memory_frame = np.full((n, dims.memory_slots), -1, np.int64)
-        self.obj_ptrs = np.zeros((n, dims.pointer_slots, dims.d_model), np.float32)
+        self.obj_ptrs = arrays.zeros((n, dims.pointer_slots, dims.d_model), np.float32)
         self.ptr_frame = np.full((n, dims.pointer_slots), -1, np.int64)
         # Prompted frames leave the FIFO oldest first: the order they arrived in, per slot.
         self._prompt_age = np.zeros((n, self.prompted_slots), np.int64)
@@ -102,7 +117,7 @@ class MemoryBank:
         slot = int(same[0] if same.size else free[0] if free.size else np.argmin(self._prompt_age[row]))
         self._prompt_counter += 1
         self._prompt_age[row, slot] = self._prompt_counter
-        round_to_bfloat16(memory, out=self.memory[row, slot])
+        self.arrays.store_bfloat16(self.memory[row, slot], memory)
         self.memory_frame[row, slot] = frame
         self.obj_ptrs[row, slot] = obj_ptr
         self.ptr_frame[row, slot] = frame
@@ -116,7 +131,7 @@ class MemoryBank:
         placed by index modulo the ring size, so any run of consecutive frames, forward or in
         reverse, keeps the latest ones."""
         slot = self.prompted_slots + frame % self.recent_slots
-        round_to_bfloat16(memory, out=self.memory[row, slot])
+        self.arrays.store_bfloat16(self.memory[row, slot], memory)
         self.memory_frame[row, slot] = frame
         ptr_slot = self.prompted_slots + frame % self.recent_ptr_slots
         self.obj_ptrs[row, ptr_slot] = obj_ptr

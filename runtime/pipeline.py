@@ -15,6 +15,25 @@ from .image_ops import preprocess_frame
 from .memory_bank import MemoryBank
 
 
+def open_pipeline(backend: Backend, max_objects: int, resize: str = "pil_bicubic"):
+    """The pipeline for a backend: a device backend (one with an `arena` of device buffers,
+    runtime/device_backends.py) gets the DevicePipeline, whose buffers and memory bank live on the
+    device; every other backend this one, over numpy buffers. Both have the same methods."""
+    if getattr(backend, "arena", None) is not None:
+        from .device_pipeline import DevicePipeline
+
+        return DevicePipeline(backend, max_objects, resize)
+    return Pipeline(backend, max_objects, resize)
+
+
+def downsample_mask(mask: np.ndarray, weight: np.ndarray, bias: np.float32) -> np.ndarray:
+    """The model's `mask_downsample` (a 4x4, stride-4 convolution) of a [S, S] mask: [S/4, S/4]. On
+    the host on both paths: a mask prompt comes from the host."""
+    s = mask.shape[-1] // 4
+    blocks = mask.reshape(s, 4, s, 4)
+    return np.einsum("aibj,ij->ab", blocks, weight) + bias
+
+
 class Pipeline:
     def __init__(self, backend: Backend, max_objects: int, resize: str = "pil_bicubic") -> None:
         self.backend = backend
@@ -121,6 +140,4 @@ class Pipeline:
 
     def downsample_mask_prompt(self, mask: np.ndarray) -> np.ndarray:
         """The model's `mask_downsample` (a 4x4, stride-4 convolution) of a [S, S] mask: [S/4, S/4]."""
-        s = mask.shape[-1] // 4
-        blocks = mask.reshape(s, 4, s, 4)
-        return np.einsum("aibj,ij->ab", blocks, self.mask_downsample_weight) + self.mask_downsample_bias
+        return downsample_mask(mask, self.mask_downsample_weight, self.mask_downsample_bias)

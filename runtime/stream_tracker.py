@@ -16,7 +16,7 @@ from .backend import Backend, OnnxRuntimeBackend
 from .contracts import NO_OBJECT_LOGIT
 from .errors import StreamSamError
 from .image_ops import PREV_MASK_CLAMP, antialias_resize, check_frame, fill_holes
-from .pipeline import Pipeline
+from .pipeline import open_pipeline
 from .prompts import box_prompt, check_box, check_points, to_model_coords
 from .results import FrameResult
 
@@ -53,7 +53,7 @@ class StreamTracker:
         brought to the model size (image_ops.RESIZE_MODES; the default is the official video
         predictor's, "fast" trades bit-parity for speed)."""
         backend = graphs if hasattr(graphs, "run") else OnnxRuntimeBackend(graphs)
-        self.pipeline = Pipeline(backend, max_objects, resize)
+        self.pipeline = open_pipeline(backend, max_objects, resize)
         self.dims = self.pipeline.dims
         self.max_objects = max_objects
         self.fill_hole_area = fill_hole_area
@@ -239,10 +239,11 @@ class StreamTracker:
 
     def _store_outputs(self, rows: slice, out: dict[str, np.ndarray]) -> None:
         logits = self._logits[rows]
-        logits[...] = out["low_res_masks"][:, 0]
+        # np.asarray: the only host reads of a tracked frame (a download on the device path).
+        logits[...] = np.asarray(out["low_res_masks"])[:, 0]
         fill_holes(logits, self.fill_hole_area)
-        self._ious[rows] = out["ious"][:, 0]
-        self._scores[rows] = out["object_score_logits"][:, 0]
+        self._ious[rows] = np.asarray(out["ious"])[:, 0]
+        self._scores[rows] = np.asarray(out["object_score_logits"])[:, 0]
 
     def _result(self) -> FrameResult:
         n = self.num_objects

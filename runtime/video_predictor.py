@@ -25,7 +25,7 @@ from .contracts import NO_OBJECT_LOGIT
 from .errors import StreamSamError
 from .image_ops import PREV_MASK_CLAMP, antialias_resize, fill_holes
 from .memory_bank import MAX_OBJ_PTRS, from_bfloat16_bits, to_bfloat16_bits
-from .pipeline import Pipeline
+from .pipeline import open_pipeline
 from .prompts import box_prompt, check_box, check_points, to_model_coords
 from .results import FrameResult
 from .stream_tracker import DEFAULT_FILL_HOLE_AREA, MASK_PROMPT_BIAS, MASK_PROMPT_SCALE
@@ -83,7 +83,7 @@ class VideoPredictor:
         resize: str = "pil_bicubic",
     ) -> None:
         backend = graphs if hasattr(graphs, "run") else OnnxRuntimeBackend(graphs)
-        self.pipeline = Pipeline(backend, max_objects, resize)
+        self.pipeline = open_pipeline(backend, max_objects, resize)
         self.dims = self.pipeline.dims
         self.max_objects = max_objects
         self.fill_hole_area = fill_hole_area
@@ -174,7 +174,7 @@ class VideoPredictor:
         low = fill_holes(antialias_resize(high, lr, lr)[None], self.fill_hole_area)[0]
         output = FrameOutput(
             low_res=low,
-            obj_ptr=out["obj_ptr"][0].copy() if present else p.no_obj_ptr.copy(),
+            obj_ptr=np.array(out["obj_ptr"][0] if present else p.no_obj_ptr),
             score=MASK_PROMPT_SCALE + MASK_PROMPT_BIAS if present else MASK_PROMPT_BIAS,
             iou=1.0,
         )
@@ -308,7 +308,7 @@ class VideoPredictor:
         low = fill_holes(np.array(out["low_res_masks"][row], np.float32), self.fill_hole_area)[0]
         return FrameOutput(
             low_res=low,
-            obj_ptr=out["obj_ptr"][row].copy(),
+            obj_ptr=np.array(out["obj_ptr"][row]),  # np.array: a host copy on either path
             score=float(out["object_score_logits"][row, 0]),
             iou=float(out["ious"][row, 0]),
         )
