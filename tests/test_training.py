@@ -283,6 +283,24 @@ def test_training_is_determined_by_its_seed(tmp_path):
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
+def test_a_second_phase_starts_from_the_first_phases_weights_and_records_its_recipe(tmp_path):
+    """A curriculum (e.g. single images first, then videos): --init loads the weights, with a fresh
+    optimizer; the second run's recipe keeps the first's."""
+    from streamsam.export.checkpoint import read_state_dict
+    from training import train
+
+    args = ["--steps", "1", "--config", "reduced", "--frames", "2", "--max-objects", "1", "--max-correction-clicks", "1", "--val-clips", "0"]
+    first = train.main(["--out", str(tmp_path / "first"), "--image-fraction", "1"] + args)
+    zero_lr = ["--lr", "0"]  # no update: the second run's weights are exactly what it started from
+    second = train.main(["--out", str(tmp_path / "second"), "--init", str(first)] + args + zero_lr)
+    fresh = train.main(["--out", str(tmp_path / "fresh")] + args + zero_lr)
+    a, b, c = read_state_dict(first), read_state_dict(second), read_state_dict(fresh)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    recipe = json.loads((tmp_path / "second" / "recipe.json").read_text())
+    assert recipe["init"]["weights"] == str(first) and recipe["init"]["recipe"]["image_fraction"] == 1.0
+
+
 def test_evaluation_through_the_runtime_with_memory_on_and_off(reduced_graphs):
     from streamsam.backend import OnnxRuntimeBackend
     from streamsam.video_predictor import VideoPredictor

@@ -170,6 +170,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="torch threads (default 1: on 2 cores shared with other jobs, 2 threads ran 2-10x slower; 0 leaves torch's default)")
     p.add_argument("--no-bf16", action="store_true", help="train in float32 (BF16 autocast is the default)")
     p.add_argument("--resume", action="store_true", help="continue from --out's train_state.pt")
+    p.add_argument("--init", type=Path, help="start from these weights (e.g. the model.pt of an image-only phase), "
+                   "with a fresh optimizer and schedule; its recipe.json is kept in this run's")
     args = p.parse_args(argv)
     if args.steps < 1 or args.frames < 1 or args.clips_per_step < 1 or args.checkpoint_every < 1:
         p.error(f"received steps={args.steps}, frames={args.frames}, clips-per-step={args.clips_per_step}, "
@@ -194,6 +196,12 @@ def main(argv: list[str] | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
 
     model = new_model(config, args.seed)
+    init_recipe = None
+    if args.init:
+        state = torch.load(args.init, map_location="cpu", weights_only=True)
+        model.load_state_dict(state.get("model", state))
+        recipe_path = args.init.parent / "recipe.json"
+        init_recipe = json.loads(recipe_path.read_text()) if recipe_path.is_file() else None
     model.train()
     rollout = ClipRollout(model, recipe)
     optimizer = torch.optim.AdamW(model.parameters(), lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
@@ -221,6 +229,7 @@ def main(argv: list[str] | None = None) -> Path:
         "torch_threads": torch.get_num_threads(),
         "versions": {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
         "command": "python -m training.train " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
+        "init": {"weights": str(args.init), "recipe": init_recipe} if args.init else None,
     }
     log_file = (out / "log.jsonl").open("a")
     window: list[dict[str, float]] = []
