@@ -51,7 +51,9 @@ class Settings:
 
     @property
     def stem(self) -> str:
-        return f"side_by_side_{self.config}_{self.image_size}_cpu-{machine_id()}"
+        """Results name: config, size, the object counts when not the default, machine."""
+        objects = "" if self.objects == Settings.objects else "_obj" + "-".join(map(str, self.objects))
+        return f"side_by_side_{self.config}_{self.image_size}{objects}_cpu-{machine_id()}"
 
 
 def write_jpegs(frames: np.ndarray, folder: Path) -> np.ndarray:

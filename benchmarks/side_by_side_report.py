@@ -115,7 +115,7 @@ def memory_lines(data: dict) -> list[str]:
     ours = data["ours"]["stream"]
     lines = [f"- ours (StreamTracker, frames arriving one at a time): RSS {ours[min(10, len(ours) - 1)]['rss_mb']:.0f} MB after frame "
              f"{min(10, len(ours) - 1)}, {ours[-1]['rss_mb']:.0f} MB after frame {len(ours) - 1}; slope "
-             f"{growth_kb_per_frame(ours):+.1f} KB per frame"]
+             f"{growth_kb_per_frame(ours):+.1f} KB per frame; peak {max(r['rss_mb'] for r in ours):.0f} MB (sampled after each frame)"]
     official = data["peers"].get("official", {}).get("stream")
     if official:
         frames = official["frames"]

@@ -15,7 +15,7 @@ def test_side_by_side_writes_fill_levels_graphs_image_mode_and_memory(tmp_path, 
     code = bench_main(["side_by_side", "--config", "reduced", "--image-size", "256", "--objects", "1,2", "--frames", "9",
                        "--stream-frames", "12", "--image-repeats", "2", "--peers", "none", "--out", str(tmp_path)])
     assert code == 0
-    stem = "side_by_side_reduced_256_cpu-"
+    stem = "side_by_side_reduced_256_obj1-2_cpu-"
     (json_path,) = tmp_path.glob(stem + "*.json")
     data = json.loads(json_path.read_text())
     tracking = data["ours"]["tracking"]
