@@ -134,8 +134,8 @@ def measure_runtime(settings: Settings, graphs: Path, videos: dict) -> dict:
         print(f"ours: {objects} object(s), {settings.frames} frames", flush=True)
         result["tracking"][objects] = track(backend, frames_of(objects), centers_of(objects))
     print("ours: image mode", flush=True)
-    frames = frames_of(1)
-    result["image_mode"] = image_mode(backend, frames[0], centers_of(1)[0], settings.image_repeats, settings.warmup)
+    first = settings.objects[0]  # image mode: the first object of the first video
+    result["image_mode"] = image_mode(backend, frames_of(first)[0], centers_of(first)[0], settings.image_repeats, settings.warmup)
     return result
 
 
