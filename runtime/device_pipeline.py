@@ -30,7 +30,7 @@ from .cuda_memory import DeviceArray
 from .errors import StreamSamError
 from .image_ops import preprocess_frame
 from .memory_bank import MemoryBank
-from .pipeline import downsample_mask
+from .pipeline import downsample_mask, model_constants
 
 SELECTION = ("memory_tpos", "memory_valid", "obj_ptr_tpos", "obj_ptr_valid")
 
@@ -68,11 +68,8 @@ class DevicePipeline:
         self.memory_in = alloc(MEMORY_ENCODER, "in")  # a prompt's host-side mask and score go up here
         self.memory_out = alloc(MEMORY_ENCODER, "out")["maskmem_features"]
         self.bank = MemoryBank(dims, max_objects, arrays=arena)
-        constants = backend.manifest.constants
-        self.mask_downsample_weight = np.asarray(constants["mask_downsample"]["weight"], np.float32)
-        self.mask_downsample_bias = np.float32(constants["mask_downsample"]["bias"])
-        self.no_obj_ptr = np.asarray(constants["no_obj_ptr"], np.float32)
-        self.no_mem_embed = np.asarray(constants["no_mem_embed"], np.float32)[:, None, None]
+        (self.mask_downsample_weight, self.mask_downsample_bias, self.no_obj_ptr,
+         self.no_mem_embed) = model_constants(backend.manifest.constants)
 
     @property
     def image_embed(self) -> DeviceArray:

@@ -26,6 +26,17 @@ def open_pipeline(backend: Backend, max_objects: int, resize: str = "pil_bicubic
     return Pipeline(backend, max_objects, resize)
 
 
+def model_constants(constants: dict) -> tuple[np.ndarray, np.float32, np.ndarray, np.ndarray]:
+    """The manifest's constants that the runtime applies itself, on both paths: mask_downsample's
+    weight [4, 4] and bias, no_obj_ptr [C] and no_mem_embed [C, 1, 1]."""
+    return (
+        np.asarray(constants["mask_downsample"]["weight"], np.float32),
+        np.float32(constants["mask_downsample"]["bias"]),
+        np.asarray(constants["no_obj_ptr"], np.float32),
+        np.asarray(constants["no_mem_embed"], np.float32)[:, None, None],
+    )
+
+
 def downsample_mask(mask: np.ndarray, weight: np.ndarray, bias: np.float32) -> np.ndarray:
     """The model's `mask_downsample` (a 4x4, stride-4 convolution) of a [S, S] mask: [S/4, S/4]. On
     the host on both paths: a mask prompt comes from the host."""
@@ -54,11 +65,8 @@ class Pipeline:
         self.memory_out = alloc(MEMORY_ENCODER, "out")["maskmem_features"]
         self.is_mask_from_pts = np.zeros(max_objects, bool)
         self.bank = MemoryBank(dims, max_objects)
-        constants = backend.manifest.constants
-        self.mask_downsample_weight = np.asarray(constants["mask_downsample"]["weight"], np.float32)
-        self.mask_downsample_bias = np.float32(constants["mask_downsample"]["bias"])
-        self.no_obj_ptr = np.asarray(constants["no_obj_ptr"], np.float32)
-        self.no_mem_embed = np.asarray(constants["no_mem_embed"], np.float32)[:, None, None]
+        (self.mask_downsample_weight, self.mask_downsample_bias, self.no_obj_ptr,
+         self.no_mem_embed) = model_constants(backend.manifest.constants)
 
     @property
     def image_embed(self) -> np.ndarray:
