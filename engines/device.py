@@ -21,12 +21,6 @@ TENSORRT_MISSING = (
     "this path: it has neither TensorRT nor a GPU."
 )
 
-CUDA_PYTHON_MISSING = (
-    "cuda-python | received ImportError ({error}); expected cuda-python for the GPU's name and compute "
-    "capability. Install it with: pip install 'streamsam[trt]' (on a Jetson, the cuda-python release "
-    "matching JetPack's CUDA)"
-)
-
 
 def import_tensorrt():
     """The `tensorrt` module, or MissingDependencyError saying where TensorRT comes from."""
@@ -35,17 +29,6 @@ def import_tensorrt():
     except ImportError as exc:
         raise MissingDependencyError(TENSORRT_MISSING.format(error=exc)) from exc
     return tensorrt
-
-
-def _import_cudart():
-    try:
-        from cuda.bindings import runtime  # cuda-python >= 12.6 (the cuda-bindings package)
-    except ImportError:
-        try:
-            from cuda import cudart as runtime  # older cuda-python
-        except ImportError as exc:
-            raise MissingDependencyError(CUDA_PYTHON_MISSING.format(error=exc)) from exc
-    return runtime
 
 
 @dataclass(frozen=True)
@@ -57,7 +40,9 @@ class Device:
 
 def running_device(index: int = 0) -> Device:
     """Name and compute capability of CUDA device `index` (cudaGetDeviceProperties)."""
-    cudart = _import_cudart()
+    from streamsam.cuda_memory import import_cuda  # one cuda-python import for the runtime and the builder
+
+    cudart = import_cuda()[0]
     err, props = cudart.cudaGetDeviceProperties(index)
     if err != cudart.cudaError_t.cudaSuccess:
         _, text = cudart.cudaGetErrorString(err)
