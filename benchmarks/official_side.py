@@ -531,22 +531,30 @@ def image_flops(encode, decode) -> dict:
     return {"encoder": flops_of(encode), "decoder": flops_of(lambda: decode(features))}
 
 
+def measure_image_mode(args, encode, decode, postprocess, model, image_encoder, decoder_modules) -> dict:
+    """FLOPs (counted once) and timings of an image mode, with the parameter counts and peak RSS
+    that every image-mode record carries."""
+    flops = image_flops(encode, decode)
+    ms = time_image_mode(encode, decode, postprocess, args.repeats, args.warmup)
+    return {
+        "repeats": args.repeats, "warmup": args.warmup, "ms": ms, "flops": flops,
+        "parameters": {"total": parameter_count(model),
+                       "image_encoder": parameter_count(image_encoder),
+                       "decoder": sum(parameter_count(m) for m in decoder_modules)},
+        "peak_rss_mb": round(peak_rss_mb(), 2),
+    }
+
+
 def run_sam_image(args) -> dict:
     with torch.inference_mode():
         sam = build_sam1(args.model, args.image_size)
         encode, decode, postprocess = sam1_steps(sam, args.image_size)
-        flops = image_flops(encode, decode)
-        ms = time_image_mode(encode, decode, postprocess, args.repeats, args.warmup)
+        measured = measure_image_mode(args, encode, decode, postprocess, sam, sam.image_encoder, (sam.prompt_encoder, sam.mask_decoder))
     return {
         "peer": f"segment_anything {package_version('segment_anything')} Sam {args.model} "
                 "(SamPredictor steps)",
         "model": args.model, "image_size": args.image_size, **environment(args.threads),
-        "repeats": args.repeats, "warmup": args.warmup, "ms": ms, "flops": flops,
-        "parameters": {"total": parameter_count(sam),
-                       "image_encoder": parameter_count(sam.image_encoder),
-                       "decoder": parameter_count(sam.prompt_encoder)
-                       + parameter_count(sam.mask_decoder)},
-        "peak_rss_mb": round(peak_rss_mb(), 2),
+        **measured,
         "notes": [
             "float32 on CPU, random weights (torch.manual_seed(0), default init): timing does not "
             "depend on the values.",
@@ -571,19 +579,14 @@ def run_sam2_image(args) -> dict:
         load_weights(model, args.weights)
     with torch.inference_mode():
         encode, decode, postprocess = sam2_image_steps(model.eval(), args.image_size)
-        flops = image_flops(encode, decode)
-        ms = time_image_mode(encode, decode, postprocess, args.repeats, args.warmup)
+        measured = measure_image_mode(args, encode, decode, postprocess, model, model.image_encoder,
+                                      (model.sam_prompt_encoder, model.sam_mask_decoder))
     return {
         "peer": f"sam2 {package_version('sam2')} SAM2ImagePredictor steps",
         "config": args.config, "config_file": config_file(args.config),
         "image_size": args.image_size, **environment(args.threads),
         "weights": str(args.weights) if args.weights else "default init (timing only)",
-        "repeats": args.repeats, "warmup": args.warmup, "ms": ms, "flops": flops,
-        "parameters": {"total": parameter_count(model),
-                       "image_encoder": parameter_count(model.image_encoder),
-                       "decoder": parameter_count(model.sam_prompt_encoder)
-                       + parameter_count(model.sam_mask_decoder)},
-        "peak_rss_mb": round(peak_rss_mb(), 2),
+        **measured,
         "notes": [
             "float32 on CPU. SAM2ImagePredictor itself is not used: it imports torchvision "
             "(absent) and fixes its feature sizes to 1024's; its set_image and _predict steps "
