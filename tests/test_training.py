@@ -241,6 +241,48 @@ def test_losses_prefer_the_best_multimask_output_and_ignore_masks_of_absent_obje
     assert float(terms.iou) == pytest.approx(0.0, abs=1e-6)  # predicted IoUs equal the actual ones
 
 
+def test_loss_weights_choose_the_best_mask_and_weigh_the_total():
+    from training.losses import LossWeights, step_losses
+
+    target = torch.zeros(1, 16, 16)
+    target[0, 4:12, 4:12] = 1
+    exact = target[0] * 20 - 10
+    # Output 0 overflows by 16 pixels, output 1 misses half the object (32 pixels): focal (alpha 0.25)
+    # charges overflow 3x a miss, so weighted 20 it prefers the miss; dice alone prefers the overflow.
+    overflow = exact.clone()
+    overflow[12:14, 4:12] = 10
+    miss = exact.clone()
+    miss[4:8, 4:12] = -10
+    masks = torch.stack([overflow, miss, miss])[None]
+    ious, scores = torch.zeros(1, 3), torch.full((1, 1), 10.0)
+    official, dice_only = LossWeights(), LossWeights(focal=0.0)
+    a = step_losses(masks, ious, scores, target, official)
+    b = step_losses(masks, ious, scores, target, dice_only)
+    assert float(b.dice) < float(a.dice)  # each weighting picked a different output
+    terms = a.as_floats(official)
+    assert terms["total"] == pytest.approx(20 * terms["focal"] + terms["dice"] + terms["iou"] + terms["score"], rel=1e-5)
+
+
+def test_tied_decoder_init_starts_cross_attention_with_equal_query_and_key_projections():
+    from training.demo_config import DEMO_CONFIG
+    from training.train import new_model
+
+    plain, tied = new_model(DEMO_CONFIG, 0), new_model(DEMO_CONFIG, 0, decoder_qk_tie=2.0)
+    transformer = tied.sam_mask_decoder.transformer
+    attentions = [transformer.final_attn_token_to_image]
+    for layer in transformer.layers:
+        attentions += [layer.cross_attn_token_to_image, layer.cross_attn_image_to_token]
+    for attention in attentions:
+        assert torch.equal(attention.q_proj.weight, attention.k_proj.weight)
+        assert not attention.q_proj.bias.any() and not attention.k_proj.bias.any()
+    # Only those projections differ from the plain init; the self-attention keeps its own.
+    plain_state, tied_state = plain.state_dict(), tied.state_dict()
+    changed = {k for k in plain_state if not torch.equal(plain_state[k], tied_state[k])}
+    assert changed and all(("cross_attn" in k or "final_attn" in k) and ("q_proj" in k or "k_proj" in k) for k in changed)
+    self_attention = transformer.layers[0].self_attn
+    assert not torch.equal(self_attention.q_proj.weight, self_attention.k_proj.weight)
+
+
 def test_a_few_training_steps_write_a_checkpoint_that_loads_strictly(tmp_path):
     from streamsam.export.checkpoint import load_checkpoint, read_state_dict
     from training import train

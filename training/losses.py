@@ -1,9 +1,9 @@
 """SAM 2's training losses (the paper's recipe: focal + dice on masks, IoU regression, object-score
 BCE), for one decoder step on a batch of objects.
 
-Weights as SAM 2.1's training configs: mask (focal) 20, dice 1, IoU 1, object score 1; focal
-alpha 0.25, gamma 2; IoU as L1 and supervised on every multimask output. With several mask outputs
-only the best one (least 20 * focal + dice) gets the mask losses. Mask and IoU losses count only
+Weights (`LossWeights`) default to SAM 2.1's training configs: mask (focal) 20, dice 1, IoU 1,
+object score 1; focal alpha 0.25, gamma 2; IoU as L1 and supervised on every multimask output. With
+several mask outputs only the best one (least weighted focal + dice) gets the mask losses. Mask and IoU losses count only
 for objects present in the frame; absent objects teach the object score alone. Everything is
 summed over objects and divided by the number of objects.
 """
@@ -15,12 +15,18 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-WEIGHT_FOCAL = 20.0
-WEIGHT_DICE = 1.0
-WEIGHT_IOU = 1.0
-WEIGHT_SCORE = 1.0
 FOCAL_ALPHA = 0.25
 FOCAL_GAMMA = 2.0
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """How the loss terms add up (SAM 2.1's values by default)."""
+
+    focal: float = 20.0
+    dice: float = 1.0
+    iou: float = 1.0
+    score: float = 1.0
 
 
 @dataclass
@@ -40,12 +46,11 @@ class LossTerms:
     def __add__(self, other: LossTerms) -> LossTerms:
         return LossTerms(self.focal + other.focal, self.dice + other.dice, self.iou + other.iou, self.score + other.score)
 
-    @property
-    def total(self) -> torch.Tensor:
-        return WEIGHT_FOCAL * self.focal + WEIGHT_DICE * self.dice + WEIGHT_IOU * self.iou + WEIGHT_SCORE * self.score
+    def total(self, weights: LossWeights = LossWeights()) -> torch.Tensor:
+        return weights.focal * self.focal + weights.dice * self.dice + weights.iou * self.iou + weights.score * self.score
 
-    def as_floats(self) -> dict[str, float]:
-        values = {"focal": self.focal, "dice": self.dice, "iou": self.iou, "score": self.score, "total": self.total}
+    def as_floats(self, weights: LossWeights = LossWeights()) -> dict[str, float]:
+        values = {"focal": self.focal, "dice": self.dice, "iou": self.iou, "score": self.score, "total": self.total(weights)}
         return {k: float(v.detach()) for k, v in values.items()}
 
 
@@ -79,6 +84,7 @@ def step_losses(
     predicted_ious: torch.Tensor,
     object_score_logits: torch.Tensor,
     targets: torch.Tensor,
+    weights: LossWeights = LossWeights(),
 ) -> LossTerms:
     """Losses of one decoder step.
 
@@ -98,7 +104,7 @@ def step_losses(
     focal = focal_per_mask(logits, target)
     dice = dice_per_mask(logits, target)
     with torch.no_grad():
-        best = (WEIGHT_FOCAL * focal + WEIGHT_DICE * dice).argmin(dim=1, keepdim=True)  # [n, 1]
+        best = (weights.focal * focal + weights.dice * dice).argmin(dim=1, keepdim=True)  # [n, 1]
         iou_target = actual_ious(logits, target)
     present = targets.flatten(1).amax(1) > 0.5  # [n]
     weight = present.float()

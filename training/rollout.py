@@ -38,7 +38,7 @@ from streamsam.export.graphs.memory_encoder import MASK_BIAS, MASK_SCALE, Memory
 from streamsam.export.modeling.mask_decoder import finish_sam_heads, select_masks
 from streamsam.export.modeling.sam2_model import Sam2Model
 
-from .losses import LossTerms, actual_ious, step_losses
+from .losses import LossTerms, LossWeights, actual_ious, step_losses
 from .prompts import error_clicks, noisy_box_points
 from .videos import Video
 
@@ -61,6 +61,7 @@ class RecipeSettings:
     max_correction_clicks: int = 7
     tracked_correction_probability: float = 0.5  # one tracked frame also gets correction clicks
     gt_click_probability: float = 0.1  # a correction click drawn from the object, not its errors
+    loss_weights: LossWeights = LossWeights()
 
     def __post_init__(self) -> None:
         p = self.prompt_probabilities
@@ -327,9 +328,8 @@ class ClipRollout:
             self._supervise(out, target, result)
         return out
 
-    @staticmethod
-    def _supervise(out: DecoderOutput, target: torch.Tensor, result: ClipResult) -> None:
-        result.losses = result.losses + step_losses(out.multimasks, out.multimask_ious, out.object_score_logits, target)
+    def _supervise(self, out: DecoderOutput, target: torch.Tensor, result: ClipResult) -> None:
+        result.losses = result.losses + step_losses(out.multimasks, out.multimask_ious, out.object_score_logits, target, self.recipe.loss_weights)
         result.steps += 1
 
 

@@ -1,0 +1,148 @@
+"""Which part of the demo model learns slowly: click-to-mask training on single generated images,
+with the image encoder's features either learnt or replaced by an oracle.
+
+    python -m training.probe_decoder --features oracle --steps 1500 --decoder-qk-tie 2
+    python -m training.probe_decoder --features encoder --steps 3000 --decoder-qk-tie 2
+
+Each step takes one fresh generated image (the training stream's image clips), clicks every chosen
+object at its centre (the official evaluation click) and trains the prompt encoder and mask decoder
+(and the image encoder, with `--features encoder`) on SAM 2's losses. Every `--every` steps it
+prints the mean IoU, best of the 3 masks, on 16 held-out images.
+
+`--features oracle` gives the decoder perfect features: every segment of the image (the background
+and each object) gets its own random 128-d code, written on the 16 x 16 grid cells it covers most;
+the high-resolution features are zero. The decoder then only has to learn which segment a click
+points at, and the IoU can reach at most the printed ceiling (the clicked segment's cells, as
+blocks, against the true mask).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .demo_config import get_training_config
+from .losses import LossWeights, actual_ious, step_losses
+from .prompts import center_clicks
+from .rollout import ClipRollout, RecipeSettings, normalise_frames, sample_clip
+from .train import clip_seed, image_settings, new_model
+from .videos import VideoSettings, generate_video
+
+PROBE_STREAM = 3  # seeds apart from training (0), evaluation and validation
+
+
+@dataclasses.dataclass
+class Sample:
+    image: torch.Tensor  # [1, 3, S, S] normalised
+    masks: torch.Tensor  # [n, S, S] float 0 / 1, the clicked objects
+    points: torch.Tensor  # [n, 1, 2]
+    labels: torch.Tensor  # [n, 1]
+    cells: np.ndarray  # [g, g] segment id per grid cell (0 background, k + 1 object k)
+
+
+def draw_sample(index: int, grid: int, held_out: bool) -> Sample:
+    videos, recipe = image_settings(VideoSettings(), RecipeSettings())
+    seed = clip_seed(0, int(held_out), index, PROBE_STREAM)
+    for attempt in range(100):
+        video = generate_video(seed + (attempt,), videos)
+        clip = sample_clip(np.random.default_rng(seed + (attempt, 1)), video, recipe)
+        if clip is not None:
+            break
+    else:
+        raise RuntimeError(f"probe | received seed {seed}: no visible object in 100 images")
+    masks = clip.masks[0]
+    masks = masks[masks.reshape(len(masks), -1).sum(1) > 50]
+    points, labels = center_clicks(masks)
+    segments = np.zeros(video.masks.shape[2:], np.int64)
+    for k, mask in enumerate(video.masks[0]):  # every object, also the unprompted ones
+        segments[mask] = k + 1
+    size = segments.shape[0]
+    blocks = segments.reshape(grid, size // grid, grid, size // grid).transpose(0, 2, 1, 3).reshape(grid, grid, -1)
+    cells = np.apply_along_axis(lambda r: np.bincount(r).argmax(), 2, blocks)
+    return Sample(normalise_frames(clip.frames[:1]), torch.from_numpy(masks).float(), torch.from_numpy(points),
+                  torch.from_numpy(labels), cells)
+
+
+def oracle_ceiling(samples: list[Sample]) -> float:
+    """IoU of the clicked segment's grid cells, as blocks, with the true masks."""
+    ious = []
+    for s in samples:
+        g = s.cells.shape[0]
+        cell = s.masks.shape[-1] // g
+        for mask, point in zip(s.masks.numpy() > 0.5, s.points[:, 0].int().tolist()):
+            block = np.kron(s.cells == s.cells[point[1] // cell, point[0] // cell], np.ones((cell, cell))) > 0
+            ious.append((block & mask).sum() / (block | mask).sum())
+    return float(np.mean(ious))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m training.probe_decoder", description=__doc__.split("\n\n")[0])
+    p.add_argument("--features", choices=("oracle", "encoder"), required=True)
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--focal-weight", type=float, default=1.0)
+    p.add_argument("--decoder-qk-tie", type=float, default=0.0)
+    p.add_argument("--every", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    config = get_training_config("demo")
+    model = new_model(config, args.seed, args.decoder_qk_tie).train()
+    rollout = ClipRollout(model)
+    weights = LossWeights(focal=args.focal_weight)
+    grid = config.image_size // 16
+    d = model.sam_prompt_encoder.embed_dim
+    codes_rng = torch.Generator().manual_seed(args.seed)
+    held_out = [draw_sample(i, grid, held_out=True) for i in range(16)]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
+
+    def features(s: Sample):
+        if args.features == "encoder":
+            return rollout.image_encoder(s.image)
+        codes = torch.randn(int(s.cells.max()) + 1, d, generator=codes_rng)
+        embed = codes[torch.from_numpy(s.cells)].permute(2, 0, 1)[None]
+        high_res = [torch.zeros(1, c, grid * f, grid * f) for c, f in ((d // 8, 4), (d // 4, 2))]
+        return high_res[0], high_res[1], embed
+
+    def decode(s: Sample, multimask: bool):
+        hr0, hr1, embed = features(s)
+        n = len(s.masks)
+        conditioned = (embed + model.no_mem_embed.reshape(1, -1, 1, 1)).expand(n, -1, -1, -1)
+        return rollout.decode(conditioned, (hr0, hr1), s.points, s.labels, None, multimask=multimask)
+
+    def evaluate() -> float:
+        ious = []
+        with torch.no_grad():
+            for s in held_out:
+                out = decode(s, multimask=True)
+                masks = F.interpolate(out.multimasks, size=s.masks.shape[-2:], mode="bilinear", align_corners=False)
+                ious += actual_ious(masks, s.masks[:, None]).max(1).values.tolist()
+        return float(np.mean(ious))
+
+    header = {"features": args.features, "decoder_qk_tie": args.decoder_qk_tie, "lr": args.lr, "focal_weight": args.focal_weight}
+    if args.features == "oracle":
+        header["ceiling"] = round(oracle_ceiling(held_out), 3)
+    print(json.dumps(header), flush=True)
+    began = time.perf_counter()
+    for step in range(args.steps + 1):
+        if step % args.every == 0:
+            print(json.dumps({"step": step, "held_out_iou": round(evaluate(), 3), "seconds": round(time.perf_counter() - began)}), flush=True)
+        if step == args.steps:
+            break
+        s = draw_sample(step, grid, held_out=False)
+        out = decode(s, multimask=step % 2 == 0)  # multimask and single-mask outputs alternate
+        loss = step_losses(out.multimasks, out.multimask_ious, out.object_score_logits, s.masks, weights).total(weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+
+
+if __name__ == "__main__":
+    main()
