@@ -365,3 +365,25 @@ def test_evaluation_through_the_runtime_with_memory_on_and_off(reduced_graphs):
     summaries = evaluate_graphs(backend, videos=1, prompts=("mask",), settings=settings, progress=None)
     assert [(s.prompt, s.memory) for s in summaries] == [("mask", "on"), ("mask", "off")]
     assert all(0 <= s.j <= 1 and 0 <= s.f <= 1 for s in summaries)
+
+
+def test_decoder_probe_on_oracle_features_reports_its_ceiling_and_seeds_a_training_run(tmp_path, capsys):
+    """The first phase of the demo recipe: the decoder learns on oracle features; train.py --init
+    continues from its weights and keeps its recipe."""
+    from streamsam.export.checkpoint import read_state_dict
+    from training import probe_decoder, train
+
+    weights = tmp_path / "oracle" / "model.pt"
+    weights.parent.mkdir()
+    probe_decoder.main(["--features", "oracle", "--steps", "2", "--every", "1", "--decoder-qk-tie", "2", "--save", str(weights)])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert 0.3 < lines[0]["ceiling"] < 1  # blocks of 16 x 16 pixels cannot draw the exact masks
+    assert [line["step"] for line in lines[1:]] == [0, 1, 2]
+    assert all(0 <= line["held_out_iou"] <= 1 for line in lines[1:])
+    recipe = json.loads((weights.parent / "recipe.json").read_text())
+    assert recipe["features"] == "oracle" and recipe["steps"] == 2 and recipe["held_out_iou"] == lines[-1]["held_out_iou"]
+    second = train.main(["--out", str(tmp_path / "video"), "--init", str(weights), "--steps", "1", "--frames", "2",
+                         "--max-objects", "1", "--max-correction-clicks", "1", "--val-clips", "0", "--lr", "0"])
+    a, b = read_state_dict(weights), read_state_dict(second)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "video" / "recipe.json").read_text())["init"]["recipe"]["features"] == "oracle"

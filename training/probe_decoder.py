@@ -21,7 +21,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import platform
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,7 +34,7 @@ from .demo_config import get_training_config
 from .losses import LossWeights, actual_ious, step_losses
 from .prompts import center_clicks
 from .rollout import ClipRollout, RecipeSettings, normalise_frames, sample_clip
-from .train import clip_seed, image_settings, new_model
+from .train import clip_seed, image_settings, new_model, save_checkpoint
 from .videos import VideoSettings, generate_video
 
 PROBE_STREAM = 3  # seeds apart from training (0), evaluation and validation
@@ -90,10 +93,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--decoder-qk-tie", type=float, default=0.0)
     p.add_argument("--every", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", type=Path, help="start from these weights (a probe's --save or a training checkpoint)")
+    p.add_argument("--save", type=Path, help="write the weights here at the end, as {\"model\": state_dict}")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     config = get_training_config("demo")
     model = new_model(config, args.seed, args.decoder_qk_tie).train()
+    if args.init:
+        state = torch.load(args.init, map_location="cpu", weights_only=True)
+        model.load_state_dict(state.get("model", state))
     rollout = ClipRollout(model)
     weights = LossWeights(focal=args.focal_weight)
     grid = config.image_size // 16
@@ -131,8 +139,9 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps(header), flush=True)
     began = time.perf_counter()
     for step in range(args.steps + 1):
-        if step % args.every == 0:
-            print(json.dumps({"step": step, "held_out_iou": round(evaluate(), 3), "seconds": round(time.perf_counter() - began)}), flush=True)
+        if step % args.every == 0 or step == args.steps:
+            last_iou = round(evaluate(), 3)
+            print(json.dumps({"step": step, "held_out_iou": last_iou, "seconds": round(time.perf_counter() - began)}), flush=True)
         if step == args.steps:
             break
         s = draw_sample(step, grid, held_out=False)
@@ -142,6 +151,20 @@ def main(argv: list[str] | None = None) -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+    if args.save:
+        # A run folder like train.py's: train.py --init reads recipe.json beside the weights.
+        save_checkpoint(model, args.save)
+        recipe = {
+            "probe": "training.probe_decoder",
+            "command": "python -m training.probe_decoder " + " ".join(argv if argv is not None else sys.argv[1:]),
+            **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "config": config.name,
+            "held_out_iou": last_iou,
+            "ceiling": header.get("ceiling"),
+            "torch_threads": torch.get_num_threads(),
+            "versions": {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
+        }
+        (args.save.parent / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
 
 
 if __name__ == "__main__":
