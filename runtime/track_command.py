@@ -25,7 +25,8 @@ def parse_xy(text: str, count: int, what: str) -> tuple[float, ...]:
 
 
 def resolve_graphs(args: argparse.Namespace) -> Path:
-    """The folder of ONNX graphs: --onnx-dir as given, or --checkpoint exported once into a cache."""
+    """The folder of ONNX graphs: --onnx-dir as given, --checkpoint exported once into a cache, or
+    else the bundled demo model."""
     if args.onnx_dir:
         return Path(args.onnx_dir)
     if args.checkpoint:
@@ -43,7 +44,26 @@ def resolve_graphs(args: argparse.Namespace) -> Path:
             print(f"exporting {checkpoint} to {out} (once)")
             export_checkpoint(checkpoint, out, image_size=args.image_size, options=ExportOptions())
         return out
-    raise StreamSamError("model | received neither --onnx-dir nor --checkpoint; expected one of them")
+    from .demo import DEMO_MODEL
+
+    if (DEMO_MODEL / "manifest.json").is_file():
+        print(f"model: the bundled demo model ({DEMO_MODEL}); --checkpoint, --onnx-dir or --engine-dir picks another")
+        return DEMO_MODEL
+    raise StreamSamError(
+        "model | received no --checkpoint, --onnx-dir or --engine-dir, and this install has no bundled demo model; "
+        "expected one of them (an official checkpoint: --checkpoint sam2.1_hiera_tiny.pt)"
+    )
+
+
+def open_backend(args: argparse.Namespace):
+    """TensorRT engines for --engine-dir (on an NVIDIA GPU), else ONNX Runtime on the CPU."""
+    if getattr(args, "engine_dir", None):
+        from .device_backends import TensorRTBackend
+
+        return TensorRTBackend(args.engine_dir, onnx_dir=args.onnx_dir)
+    from . import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend(resolve_graphs(args), threads=args.threads)
 
 
 class Progress:
@@ -69,7 +89,7 @@ class Progress:
 
 
 def run_track(args: argparse.Namespace) -> int:
-    from . import OnnxRuntimeBackend, StreamTracker
+    from . import StreamTracker
     from .overlay import draw_result
     from .writers import writer_for
 
@@ -77,11 +97,11 @@ def run_track(args: argparse.Namespace) -> int:
     boxes = [parse_xy(b, 4, "--box") for b in args.box or []]
     if not points and not boxes:
         raise StreamSamError("prompt | received no --point and no --box; expected at least one object to track")
-    graphs = resolve_graphs(args)
+    backend = open_backend(args)
     source = FrameSource(args.source, live=True if args.live else None)
-    tracker = StreamTracker(OnnxRuntimeBackend(graphs, threads=args.threads), max_objects=len(points) + len(boxes), resize=args.resize)
+    tracker = StreamTracker(backend, max_objects=len(points) + len(boxes), resize=args.resize)
     outputs = [writer_for(path) for path in args.out or []]
-    print(f"{source.spec.describe()}; model {graphs}; {len(points) + len(boxes)} object(s); outputs: {', '.join(args.out or ['none'])}")
+    print(f"{source.spec.describe()}; model {args.engine_dir or backend.onnx_dir}; {len(points) + len(boxes)} object(s); outputs: {', '.join(args.out or ['none'])}")
     status, code = "", 0
     with source:
         progress = Progress(source.expected_frames if not source.spec.live else None, source.spec.live)
@@ -120,7 +140,7 @@ def run_track(args: argparse.Namespace) -> int:
 def run_segment(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from . import ImagePredictor, OnnxRuntimeBackend
+    from . import ImagePredictor
     from .results import FrameResult
     from .overlay import draw_result
 
@@ -128,7 +148,7 @@ def run_segment(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise StreamSamError(f"image | received {str(path)!r}, which is not a file; expected an image (jpg, png, ...)")
     image = np.asarray(Image.open(path).convert("RGB"))
-    predictor = ImagePredictor(OnnxRuntimeBackend(resolve_graphs(args), threads=args.threads))
+    predictor = ImagePredictor(open_backend(args))
     predictor.set_image(image)
     point = parse_xy(args.point, 2, "--point") if args.point else None
     box = parse_xy(args.box, 4, "--box") if args.box else None
@@ -148,6 +168,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--onnx-dir", help="graphs written by `streamsam export`")
     model.add_argument("--checkpoint", help="an official .pt checkpoint, exported once into ~/.cache/streamsam (needs the [export] extra)")
     model.add_argument("--image-size", type=int, default=1024, help="with --checkpoint: the model input size (default 1024)")
+    model.add_argument("--engine-dir", help="TensorRT engines from `streamsam build` (NVIDIA GPU; --onnx-dir, if given, is checked against them)")
     model.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
 
 

@@ -127,3 +127,28 @@ def test_segment_command(reduced_graphs, tmp_path, capsys):
                      "--overlay", str(tmp_path / "overlay.png")])
     assert code == 0 and "written to" in capsys.readouterr().out
     assert np.asarray(Image.open(tmp_path / "m.png")).shape == (180, 240)
+
+
+def test_track_without_a_model_flag_uses_the_bundled_demo_model_or_says_what_to_pass(monkeypatch, reduced_graphs, clip, tmp_path, capsys):
+    import streamsam.demo as demo
+
+    monkeypatch.setattr(demo, "DEMO_MODEL", tmp_path / "not_installed")
+    assert cli_main(["track", "--source", str(clip), "--point", "40,50", "--max-frames", "2"]) == 1
+    assert "--checkpoint, --onnx-dir or --engine-dir" in capsys.readouterr().err
+    monkeypatch.setattr(demo, "DEMO_MODEL", reduced_graphs)  # any exported folder stands in for the bundled one
+    assert cli_main(["track", "--source", str(clip), "--point", "40,50", "--max-frames", "2", "--resize", "fast"]) == 0
+    printed = capsys.readouterr().out
+    assert "the bundled demo model" in printed and "2 frames" in printed
+
+
+def test_track_on_engines_says_where_tensorrt_comes_from_when_it_is_missing(reduced_graphs, clip, tmp_path, capsys):
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("TensorRT is installed: this checks the error of a machine without it")
+    code = cli_main(["track", "--source", str(clip), "--point", "40,50", "--engine-dir", str(tmp_path), "--onnx-dir", str(reduced_graphs)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "tensorrt | received ImportError" in err and "pip install tensorrt" in err
