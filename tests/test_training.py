@@ -387,3 +387,36 @@ def test_decoder_probe_on_oracle_features_reports_its_ceiling_and_seeds_a_traini
     a, b = read_state_dict(weights), read_state_dict(second)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((tmp_path / "video" / "recipe.json").read_text())["init"]["recipe"]["features"] == "oracle"
+
+
+def test_oracle_features_carry_each_cells_majority_segment_with_one_code_per_object_on_every_frame():
+    from training.rollout import oracle_features, segment_map
+
+    masks = np.zeros((2, 2, 32, 32), bool)
+    masks[0, 0, 0:16, 0:10] = True  # object 0 covers 10 of a 16-pixel-wide cell: it wins the cell
+    masks[1, 0, 16:32, 16:32] = True  # and moves to another cell on frame 1
+    masks[1, 1, 0:16, 0:6] = True  # object 1 covers 6 columns of that cell: the background wins
+    segments = segment_map(masks)
+    assert segments.dtype == np.int8 and segments[0, 0, 0] == 1 and segments[1, 0, 0] == 2 and segments[1, 31, 31] == 1
+    codes = torch.randn(3, 16)
+    s0, s1, embed = oracle_features(segments, codes, grid=2)
+    assert embed.shape == (2, 16, 2, 2) and s0.shape == (2, 2, 8, 8) and s1.shape == (2, 4, 4, 4)
+    assert not s0.any() and not s1.any()
+    torch.testing.assert_close(embed[0, :, 0, 0], codes[1])  # frame 0: object 0 top-left
+    torch.testing.assert_close(embed[1, :, 1, 1], codes[1])  # frame 1: the same code where it moved
+    torch.testing.assert_close(embed[1, :, 0, 0], codes[0])  # object 1 covers too little of its cell
+    torch.testing.assert_close(embed[0, :, 1, 1], codes[0])
+
+
+def test_a_phase_on_oracle_features_trains_memory_and_decoder_but_not_the_image_encoder(tmp_path):
+    from streamsam.export.checkpoint import read_state_dict
+    from training import train
+
+    args = ["--steps", "2", "--config", "reduced", "--frames", "3", "--max-objects", "2", "--max-correction-clicks", "1", "--val-clips", "1"]
+    final = train.main(["--out", str(tmp_path / "oracle"), "--oracle-features", "--image-fraction", "0"] + args)
+    trained = read_state_dict(final)
+    start = train.new_model(train.get_training_config("reduced"), 0, 2.0).state_dict()
+    changed = {k for k in start if not torch.equal(start[k], trained[k])}
+    assert not any(k.startswith("image_encoder.") for k in changed)
+    assert any(k.startswith("memory_attention.") for k in changed) and any(k.startswith("sam_mask_decoder.") for k in changed)
+    assert json.loads((tmp_path / "oracle" / "recipe.json").read_text())["oracle_features"] is True

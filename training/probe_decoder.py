@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from .demo_config import get_training_config
 from .losses import LossWeights, actual_ious, step_losses
 from .prompts import center_clicks
-from .rollout import ClipRollout, RecipeSettings, normalise_frames, sample_clip
+from .rollout import ClipRollout, RecipeSettings, normalise_frames, oracle_features, sample_clip
 from .train import clip_seed, image_settings, new_model, save_checkpoint
 from .videos import VideoSettings, generate_video
 
@@ -46,10 +46,10 @@ class Sample:
     masks: torch.Tensor  # [n, S, S] float 0 / 1, the clicked objects
     points: torch.Tensor  # [n, 1, 2]
     labels: torch.Tensor  # [n, 1]
-    cells: np.ndarray  # [g, g] segment id per grid cell (0 background, k + 1 object k)
+    segments: np.ndarray  # [1, S, S] 0 background, k + 1 object k (every object of the image)
 
 
-def draw_sample(index: int, grid: int, held_out: bool) -> Sample:
+def draw_sample(index: int, held_out: bool) -> Sample:
     videos, recipe = image_settings(VideoSettings(), RecipeSettings())
     seed = clip_seed(0, int(held_out), index, PROBE_STREAM)
     for attempt in range(100):
@@ -62,24 +62,19 @@ def draw_sample(index: int, grid: int, held_out: bool) -> Sample:
     masks = clip.masks[0]
     masks = masks[masks.reshape(len(masks), -1).sum(1) > 50]
     points, labels = center_clicks(masks)
-    segments = np.zeros(video.masks.shape[2:], np.int64)
-    for k, mask in enumerate(video.masks[0]):  # every object, also the unprompted ones
-        segments[mask] = k + 1
-    size = segments.shape[0]
-    blocks = segments.reshape(grid, size // grid, grid, size // grid).transpose(0, 2, 1, 3).reshape(grid, grid, -1)
-    cells = np.apply_along_axis(lambda r: np.bincount(r).argmax(), 2, blocks)
     return Sample(normalise_frames(clip.frames[:1]), torch.from_numpy(masks).float(), torch.from_numpy(points),
-                  torch.from_numpy(labels), cells)
+                  torch.from_numpy(labels), clip.segments[:1])
 
 
-def oracle_ceiling(samples: list[Sample]) -> float:
+def oracle_ceiling(samples: list[Sample], grid: int) -> float:
     """IoU of the clicked segment's grid cells, as blocks, with the true masks."""
     ious = []
     for s in samples:
-        g = s.cells.shape[0]
-        cell = s.masks.shape[-1] // g
+        count = int(s.segments.max()) + 1
+        cells = oracle_features(s.segments, torch.eye(count), grid)[2][0].argmax(0).numpy()  # one-hot codes: the cell map
+        cell = s.masks.shape[-1] // grid
         for mask, point in zip(s.masks.numpy() > 0.5, s.points[:, 0].int().tolist()):
-            block = np.kron(s.cells == s.cells[point[1] // cell, point[0] // cell], np.ones((cell, cell))) > 0
+            block = np.kron(cells == cells[point[1] // cell, point[0] // cell], np.ones((cell, cell))) > 0
             ious.append((block & mask).sum() / (block | mask).sum())
     return float(np.mean(ious))
 
@@ -107,16 +102,13 @@ def main(argv: list[str] | None = None) -> None:
     grid = config.image_size // 16
     d = model.sam_prompt_encoder.embed_dim
     codes_rng = torch.Generator().manual_seed(args.seed)
-    held_out = [draw_sample(i, grid, held_out=True) for i in range(16)]
+    held_out = [draw_sample(i, held_out=True) for i in range(16)]
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
 
     def features(s: Sample):
         if args.features == "encoder":
             return rollout.image_encoder(s.image)
-        codes = torch.randn(int(s.cells.max()) + 1, d, generator=codes_rng)
-        embed = codes[torch.from_numpy(s.cells)].permute(2, 0, 1)[None]
-        high_res = [torch.zeros(1, c, grid * f, grid * f) for c, f in ((d // 8, 4), (d // 4, 2))]
-        return high_res[0], high_res[1], embed
+        return oracle_features(s.segments, torch.randn(int(s.segments.max()) + 1, d, generator=codes_rng), grid)
 
     def decode(s: Sample, multimask: bool):
         hr0, hr1, embed = features(s)
@@ -135,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
 
     header = {"features": args.features, "decoder_qk_tie": args.decoder_qk_tie, "lr": args.lr, "focal_weight": args.focal_weight}
     if args.features == "oracle":
-        header["ceiling"] = round(oracle_ceiling(held_out), 3)
+        header["ceiling"] = round(oracle_ceiling(held_out, grid), 3)
     print(json.dumps(header), flush=True)
     began = time.perf_counter()
     for step in range(args.steps + 1):
@@ -144,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps({"step": step, "held_out_iou": last_iou, "seconds": round(time.perf_counter() - began)}), flush=True)
         if step == args.steps:
             break
-        s = draw_sample(step, grid, held_out=False)
+        s = draw_sample(step, held_out=False)
         out = decode(s, multimask=step % 2 == 0)  # multimask and single-mask outputs alternate
         loss = step_losses(out.multimasks, out.multimask_ious, out.object_score_logits, s.masks, weights).total(weights)
         optimizer.zero_grad(set_to_none=True)

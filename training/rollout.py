@@ -85,6 +85,7 @@ class Clip:
     corrections: int  # correction clicks on the prompted frame (clicks and boxes only)
     tracked_frame: int = -1  # a tracked frame that gets correction clicks (-1: none)
     tracked_corrections: int = 0
+    segments: np.ndarray | None = None  # [T, S, S] int: 0 background, k + 1 the video's object k (every object)
 
     @property
     def num_frames(self) -> int:
@@ -118,7 +119,29 @@ def sample_clip(rng: np.random.Generator, video: Video, recipe: RecipeSettings) 
     if others and recipe.max_correction_clicks > 0 and rng.random() < recipe.tracked_correction_probability:
         tracked_frame = int(rng.choice(others))
         tracked_corrections = int(rng.integers(1, recipe.max_correction_clicks + 1))
-    return Clip(video.frames, video.masks[:, np.sort(chosen)], frame, kind, corrections, tracked_frame, tracked_corrections)
+    return Clip(video.frames, video.masks[:, np.sort(chosen)], frame, kind, corrections, tracked_frame, tracked_corrections,
+                segment_map(video.masks))
+
+
+def segment_map(masks: np.ndarray) -> np.ndarray:
+    """[T, K, S, S] visible masks (disjoint) -> [T, S, S] int8: 0 background, k + 1 object k."""
+    ids = np.arange(1, masks.shape[1] + 1, dtype=np.int8).reshape(1, -1, 1, 1)
+    return (masks * ids).sum(axis=1, dtype=np.int8)
+
+
+def oracle_features(segments: np.ndarray, codes: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Perfect image-encoder outputs for training the other modules first: each grid cell carries
+    the code of the segment covering most of it (codes [segments, C]: one random vector per
+    background / object, the same on every frame); the high-resolution features are zero.
+    segments [T, S, S] -> (feat_s0 [T, C/8, 4g, 4g], feat_s1 [T, C/4, 2g, 2g], embed [T, C, g, g])."""
+    t_count, size = segments.shape[0], segments.shape[-1]
+    cell = size // grid
+    onehot = segments[..., None] == np.arange(codes.shape[0]).reshape(1, 1, 1, -1)  # [T, S, S, K]
+    counts = onehot.reshape(t_count, grid, cell, grid, cell, -1).sum(axis=(2, 4))  # [T, g, g, K]
+    cells = torch.from_numpy(counts.argmax(-1))
+    embed = codes[cells].permute(0, 3, 1, 2).contiguous()
+    c = codes.shape[1]
+    return torch.zeros(t_count, c // 8, 4 * grid, 4 * grid), torch.zeros(t_count, c // 4, 2 * grid, 2 * grid), embed
 
 
 def normalise_frames(frames: np.ndarray) -> torch.Tensor:
@@ -188,9 +211,12 @@ def select_memories(
 class ClipRollout:
     """Runs a model through clips as SAM 2 trains it; `forward` returns the clip's losses."""
 
-    def __init__(self, model: Sam2Model, recipe: RecipeSettings = RecipeSettings()) -> None:
+    def __init__(self, model: Sam2Model, recipe: RecipeSettings = RecipeSettings(), oracle: bool = False) -> None:
+        """oracle: replace the image encoder by `oracle_features` (codes drawn from each clip's
+        rng): the memory and decoder modules learn to track before the encoder learns to see."""
         self.model = model
         self.recipe = recipe
+        self.oracle = oracle
         config = model.config
         self.image_size = config.image_size
         self.num_maskmem = config.num_maskmem
@@ -270,9 +296,12 @@ class ClipRollout:
 
     def forward(self, clip: Clip, rng: np.random.Generator) -> ClipResult:
         t_count, n = clip.num_frames, clip.num_objects
-        images = normalise_frames(clip.frames)
         targets = torch.from_numpy(clip.masks).float()  # [T, n, S, S]
-        hr0, hr1, embeds = self.image_encoder(images)
+        if self.oracle:
+            codes = torch.from_numpy(rng.standard_normal((int(clip.segments.max()) + 1, self.model.config.d_model)).astype(np.float32))
+            hr0, hr1, embeds = oracle_features(clip.segments, codes, self.image_size // 16)
+        else:
+            hr0, hr1, embeds = self.image_encoder(normalise_frames(clip.frames))
         cond: dict[int, FrameMemory] = {}
         non_cond: dict[int, FrameMemory] = {}
         result = ClipResult(LossTerms.zero(), 0, [float("nan")] * t_count)
