@@ -420,3 +420,13 @@ def test_a_phase_on_oracle_features_trains_memory_and_decoder_but_not_the_image_
     assert not any(k.startswith("image_encoder.") for k in changed)
     assert any(k.startswith("memory_attention.") for k in changed) and any(k.startswith("sam_mask_decoder.") for k in changed)
     assert json.loads((tmp_path / "oracle" / "recipe.json").read_text())["oracle_features"] is True
+
+
+def test_prompt_probabilities_from_the_command_line(capsys):
+    from training.train import parse_args
+
+    args = parse_args(["--out", "x", "--steps", "1", "--prompt-probabilities", "1,0,0"])
+    assert args.prompt_probabilities == (1.0, 0.0, 0.0)
+    with pytest.raises(SystemExit):
+        parse_args(["--out", "x", "--steps", "1", "--prompt-probabilities", "mask"])
+    assert "expected three numbers MASK,BOX,CLICK" in capsys.readouterr().err

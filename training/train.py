@@ -188,6 +188,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--oracle-features", action="store_true",
                    help="replace the image encoder by oracle features (a random code per segment on the 16 x 16 grid, "
                         "rollout.oracle_features): the first phase, where prompts and memory are learnt before the encoder")
+    p.add_argument("--prompt-probabilities", default=",".join(str(v) for v in RecipeSettings.prompt_probabilities),
+                   help="MASK,BOX,CLICK: how the prompted frame is prompted (e.g. 1,0,0 to train tracking alone)")
     p.add_argument("--max-correction-clicks", type=int, default=RecipeSettings.max_correction_clicks)
     p.add_argument("--squash-max", type=float, default=1.78, help="widest scene squashed into the square frame (aspect augmentation)")
     p.add_argument("--checkpoint-every", type=int, default=250)
@@ -203,6 +205,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.steps < 1 or args.frames < 1 or args.clips_per_step < 1 or args.checkpoint_every < 1:
         p.error(f"received steps={args.steps}, frames={args.frames}, clips-per-step={args.clips_per_step}, "
                 f"checkpoint-every={args.checkpoint_every}; expected each >= 1")
+    try:
+        args.prompt_probabilities = tuple(float(v) for v in args.prompt_probabilities.split(","))
+    except ValueError:
+        p.error(f"received --prompt-probabilities {args.prompt_probabilities!r}; expected three numbers MASK,BOX,CLICK")
     if not 0 <= args.image_fraction <= 1 or args.max_hours < 0:
         p.error(f"received image-fraction={args.image_fraction}, max-hours={args.max_hours}; expected 0..1 and >= 0")
     return args
@@ -216,6 +222,7 @@ def main(argv: list[str] | None = None) -> Path:
     config = get_training_config(args.config)
     videos = VideoSettings(height=config.image_size, width=config.image_size, num_frames=args.frames, squash_range=(1.0, args.squash_max))
     recipe = RecipeSettings(max_objects=args.max_objects, max_correction_clicks=args.max_correction_clicks,
+                            prompt_probabilities=args.prompt_probabilities,
                             loss_weights=LossWeights(focal=args.focal_weight))
     image_videos, image_recipe = image_settings(videos, recipe)
     optim = OptimSettings(lr=args.lr, weight_decay=args.weight_decay, warmup_steps=min(args.warmup_steps, args.steps),
