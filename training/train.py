@@ -113,7 +113,7 @@ def init_for_training(model: torch.nn.Module, decoder_qk_tie: float = 0.0) -> No
     final one) start with k_proj = q_proj = decoder_qk_tie x PyTorch's init, biases zero. Their
     scores then begin as a positive semi-definite kernel of (content + position), so a click's
     token attends to its own position's features from step 0 instead of having to discover the
-    match between the prompt's and the image's position encodings (training/README.md, "What
+    match between the prompt's and the image's position encodings (training/README.md, "Status: what
     limits training": with oracle features, 0.32 against 0.14 click IoU after 500 steps)."""
     for module in model.image_encoder.trunk.modules():
         if isinstance(module, torch.nn.Linear):
