@@ -430,3 +430,14 @@ def test_prompt_probabilities_from_the_command_line(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--out", "x", "--steps", "1", "--prompt-probabilities", "mask"])
     assert "expected three numbers MASK,BOX,CLICK" in capsys.readouterr().err
+
+
+def test_memory_probe_scores_tracked_frames_with_the_right_and_a_swapped_prompt(tmp_path, capsys):
+    from streamsam.export.random_weights import seeded_state_dict
+    from training import probe_memory, train
+
+    checkpoint = tmp_path / "model.pt"
+    torch.save({"model": seeded_state_dict(train.new_model(train.get_training_config("reduced"), 0).state_dict())}, checkpoint)
+    result = probe_memory.main(["--checkpoint", str(checkpoint), "--config", "reduced", "--clips", "2", "--frames", "3"])
+    assert json.loads(capsys.readouterr().out) == result and result["clips"] == 2
+    assert 0 <= result["tracked_iou_right_prompt"] <= 1 and 0 <= result["tracked_iou_swapped_prompt"] <= 1
