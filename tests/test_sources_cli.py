@@ -4,6 +4,7 @@ that disconnects mid-stream, a prompt outside the frame."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import av
@@ -142,11 +143,7 @@ def test_track_without_a_model_flag_uses_the_bundled_demo_model_or_says_what_to_
 
 
 def test_track_on_engines_says_where_tensorrt_comes_from_when_it_is_missing(reduced_graphs, clip, tmp_path, capsys):
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        pass
-    else:
+    if importlib.util.find_spec("tensorrt") is not None:
         pytest.skip("TensorRT is installed: this checks the error of a machine without it")
     code = cli_main(["track", "--source", str(clip), "--point", "40,50", "--engine-dir", str(tmp_path), "--onnx-dir", str(reduced_graphs)])
     assert code == 1

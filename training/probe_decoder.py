@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from .demo_config import get_training_config
 from .losses import LossWeights, actual_ious, step_losses
 from .prompts import center_clicks
-from .rollout import ClipRollout, RecipeSettings, normalise_frames, oracle_features, sample_clip
-from .train import clip_seed, image_settings, new_model, save_checkpoint
-from .videos import VideoSettings, generate_video
+from .rollout import ClipRollout, RecipeSettings, normalise_frames, oracle_features
+from .train import clip_seed, draw_clip, image_settings, load_weights, new_model, save_checkpoint
+from .videos import VideoSettings
 
 PROBE_STREAM = 3  # seeds apart from training (0), evaluation and validation
 
@@ -51,14 +51,7 @@ class Sample:
 
 def draw_sample(index: int, held_out: bool) -> Sample:
     videos, recipe = image_settings(VideoSettings(), RecipeSettings())
-    seed = clip_seed(0, int(held_out), index, PROBE_STREAM)
-    for attempt in range(100):
-        video = generate_video(seed + (attempt,), videos)
-        clip = sample_clip(np.random.default_rng(seed + (attempt, 1)), video, recipe)
-        if clip is not None:
-            break
-    else:
-        raise RuntimeError(f"probe | received seed {seed}: no visible object in 100 images")
+    clip, _ = draw_clip(clip_seed(0, int(held_out), index, PROBE_STREAM), videos, recipe)
     masks = clip.masks[0]
     masks = masks[masks.reshape(len(masks), -1).sum(1) > 50]
     points, labels = center_clicks(masks)
@@ -95,8 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     config = get_training_config("demo")
     model = new_model(config, args.seed, args.decoder_qk_tie).train()
     if args.init:
-        state = torch.load(args.init, map_location="cpu", weights_only=True)
-        model.load_state_dict(state.get("model", state))
+        load_weights(model, args.init)
     rollout = ClipRollout(model)
     weights = LossWeights(focal=args.focal_weight)
     grid = config.image_size // 16

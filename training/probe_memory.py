@@ -22,7 +22,7 @@ import torch
 
 from .demo_config import get_training_config
 from .rollout import ClipRollout, RecipeSettings
-from .train import VALIDATION_STREAM, clip_seed, draw_clip, new_model
+from .train import VALIDATION_STREAM, clip_seed, draw_clip, load_weights, new_model
 from .videos import VideoSettings
 
 PROBE_SEED = 7  # run seed of the validation stream's clips, apart from training runs' validation (their --seed)
@@ -46,8 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
     config = get_training_config(args.config)
     model = new_model(config, 0)
-    state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-    model.load_state_dict(state.get("model", state))
+    load_weights(model, args.checkpoint)
     model.eval()
     recipe = RecipeSettings(prompt_probabilities=(1.0, 0.0, 0.0), first_frame_probability=1.0, max_correction_clicks=0)
     rollout = ClipRollout(model, recipe, oracle=args.oracle_features)

@@ -104,6 +104,13 @@ def new_model(config, seed: int, decoder_qk_tie: float = 0.0):
     return model
 
 
+def load_weights(model: torch.nn.Module, path: Path) -> None:
+    """Weights from a {"model": state_dict} file (a checkpoint, model.pt, a probe's --save) or a
+    bare state_dict, strictly."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state.get("model", state))
+
+
 def init_for_training(model: torch.nn.Module, decoder_qk_tie: float = 0.0) -> None:
     """Weights for training from scratch: PyTorch's defaults, plus what the official model
     initialises itself (truncated normal, std 0.02, for the learned embeddings that our model
@@ -233,8 +240,7 @@ def main(argv: list[str] | None = None) -> Path:
     model = new_model(config, args.seed, args.decoder_qk_tie)
     init_recipe = None
     if args.init:
-        state = torch.load(args.init, map_location="cpu", weights_only=True)
-        model.load_state_dict(state.get("model", state))
+        load_weights(model, args.init)
         recipe_path = args.init.parent / "recipe.json"
         init_recipe = json.loads(recipe_path.read_text()) if recipe_path.is_file() else None
     model.train()
