@@ -441,3 +441,36 @@ def test_memory_probe_scores_tracked_frames_with_the_right_and_a_swapped_prompt(
     result = probe_memory.main(["--checkpoint", str(checkpoint), "--config", "reduced", "--clips", "2", "--frames", "3"])
     assert json.loads(capsys.readouterr().out) == result and result["clips"] == 2
     assert 0 <= result["tracked_iou_right_prompt"] <= 1 and 0 <= result["tracked_iou_swapped_prompt"] <= 1
+
+
+def test_memory_match_init_makes_the_memory_say_where_the_prompted_object_went():
+    """On oracle features, a memory of object A's mask and one of object B's must change the next
+    frame's conditioned features where A and B now are, not everywhere: with init_memory_match each
+    location reads the memory of what looks like it; PyTorch's init spreads the memory everywhere."""
+    from training.demo_config import DEMO_CONFIG
+    from training.rollout import ClipRollout, oracle_features, select_memories
+    from training.train import init_memory_match, new_model
+
+    size = DEMO_CONFIG.image_size
+    segments = np.zeros((2, size, size), np.int8)
+    segments[0, 32:96, 32:96], segments[1, 48:112, 64:128] = 1, 1  # object A moves right and down
+    segments[0, 160:224, 128:208], segments[1, 144:208, 112:192] = 2, 2  # object B moves left and up
+    codes = torch.from_numpy(np.random.default_rng(0).standard_normal((3, DEMO_CONFIG.d_model)).astype(np.float32))
+    hr0, hr1, embeds = oracle_features(segments, codes, size // 16)
+    masks = torch.from_numpy(np.stack([segments[0] == 1, segments[0] == 2])).float()
+    moved = torch.nn.functional.interpolate(torch.from_numpy(segments[1] > 0).float()[None, None], size=(16, 16), mode="area")[0, 0] > 0.5
+
+    def localisation(model) -> float:
+        rollout = ClipRollout(model.eval(), oracle=True)
+        with torch.no_grad():
+            prompted = rollout.mask_as_output(embeds[0:1], (hr0[0:1], hr1[0:1]), masks)
+            memories, pointers = select_memories(1, 1, {0: rollout.encode_memory(embeds[0:1], prompted, True)}, {}, 2, 7, 16)
+            conditioned = rollout.attend(embeds[1:2], 2, memories, pointers)  # row 0: A's memory, row 1: B's
+        change = (conditioned[0] - conditioned[1]).norm(dim=0)  # [16, 16]
+        return float(change[moved].mean() / change[~moved].mean())
+
+    plain = new_model(DEMO_CONFIG, 0, 2.0)
+    matched = new_model(DEMO_CONFIG, 0, 2.0)
+    init_memory_match(matched)
+    assert localisation(matched) > 5.0
+    assert localisation(plain) < 2.0

@@ -43,6 +43,11 @@ from .videos import VideoSettings, generate_video
 TRAIN_STREAM = 0  # first word of every training video's seed; evaluation uses another
 VALIDATION_STREAM = 2
 IMAGE_CHOICE = 1000  # last seed word of the draw that makes a clip a single image (attempts are < 100)
+# init_memory_match: memory content x2, query x2, key x1.5 give a same-segment logit of about 12 over
+# a spread of about 2.6 for other segments (24 content channels, 1 / sqrt(128) attention scale);
+# on oracle features 98 % of an object location's attention then falls on its own segment's memory.
+MEMORY_CONTENT_SCALE, MEMORY_QUERY_SCALE, MEMORY_KEY_SCALE = 2.0, 2.0, 1.5
+MEMORY_VALUE_SCALE = 8.0  # values read the mask channels only, 8x PyTorch's init: the mask outweighs the residual
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +150,60 @@ def init_for_training(model: torch.nn.Module, decoder_qk_tie: float = 0.0) -> No
                 attention.k_proj.bias.zero_()
 
 
+def init_memory_match(model: torch.nn.Module, content_dims: int = 24, mask_dims: int = 16) -> None:
+    """Memory encoder and memory attention start as a content match (training/README.md, "Status").
+
+    Trained from PyTorch's init, memory attention never learnt to read the memory: the keys are a
+    random projection of a random projection of the memory frame's features, uncorrelated with the
+    query's projection of the current frame's, so the attention is uniform and carries no
+    per-location signal. Here, at init:
+    - the memory encoder keeps the frame's features in the first d - mask_dims channels and the mask
+      in the last mask_dims (pix_feat_proj a projection, the mask downsampler's last conv writing only
+      there); out_proj puts an orthonormal projection U of the features in the memory's first
+      `content_dims` channels and one of the mask channels in the rest;
+    - every cross-attention's q_proj applies U to the (normalised) current features and k_proj reads
+      the memory's content channels, both into the channel pairs that RoPE rotates slowest (so the
+      match survives motion across the 16 x 16 grid); the other q rows start at zero.
+    - values read only the memory's mask channels (MEMORY_VALUE_SCALE x PyTorch's init).
+    Each location then attends to the memory tokens that look like it, and the values bring back
+    their mask: 'this looks like what was the object'. Biases start at zero."""
+    config = model.config
+    d, mem = config.d_model, config.mem_dim
+    kept = d - mask_dims
+    mask_out = mem - content_dims
+    if content_dims % 4 or not 0 < content_dims < mem or not 0 < mask_dims < d:
+        raise ValueError(f"init_memory_match | received content_dims={content_dims}, mask_dims={mask_dims} for d_model={d}, "
+                         f"mem_dim={mem}; expected content_dims a multiple of 4 below mem_dim and 0 < mask_dims < d_model")
+    u = torch.linalg.qr(torch.randn(kept, content_dims))[0].T  # [content_dims, kept], orthonormal rows
+    u_mask = torch.linalg.qr(torch.randn(mask_dims, mask_out))[0].T  # [mask_out, mask_dims]
+    # RoPE channel pairs rotate with x (first half) and y (second half), slowest at the end of each half.
+    half = content_dims // 2
+    slow = torch.cat([torch.arange(d // 2 - half, d // 2), torch.arange(d - half, d)])
+    encoder = model.memory_encoder
+    with torch.no_grad():
+        encoder.pix_feat_proj.weight.zero_()
+        encoder.pix_feat_proj.weight[:kept, :kept, 0, 0] = torch.eye(kept)
+        encoder.pix_feat_proj.bias.zero_()
+        last = encoder.mask_downsampler.encoder[-1]
+        last.weight[:kept].zero_()
+        last.bias.zero_()
+        encoder.out_proj.weight.zero_()
+        encoder.out_proj.weight[:content_dims, :kept, 0, 0] = MEMORY_CONTENT_SCALE * u
+        encoder.out_proj.weight[content_dims:, kept:, 0, 0] = u_mask
+        encoder.out_proj.bias.zero_()
+        for layer in model.memory_attention.layers:
+            attention = layer.cross_attn_image
+            attention.q_proj.weight.zero_()
+            attention.q_proj.weight[slow, :kept] = MEMORY_QUERY_SCALE * u
+            attention.q_proj.bias.zero_()
+            attention.k_proj.weight[slow] = 0.0
+            attention.k_proj.weight[slow, :content_dims] = MEMORY_KEY_SCALE * torch.eye(content_dims)
+            attention.k_proj.bias.zero_()
+            attention.v_proj.weight[:, :content_dims] = 0.0
+            attention.v_proj.weight[:, content_dims:] *= MEMORY_VALUE_SCALE
+            attention.v_proj.bias.zero_()
+
+
 def save_checkpoint(model: torch.nn.Module, path: Path, dtype: torch.dtype = torch.float32) -> None:
     state = {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).clone() for k, v in model.state_dict().items()}
     tmp = path.with_suffix(".tmp")
@@ -192,6 +251,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--decoder-qk-tie", type=float, default=2.0,
                    help="start the mask decoder's cross-attentions with k_proj = q_proj = this x the default init "
                         "(0: PyTorch's independent init); see init_for_training")
+    p.add_argument("--memory-match-init", action="store_true",
+                   help="start the memory encoder and memory attention as a content match (init_memory_match), after --init's "
+                        "weights are loaded: for a run whose memory modules have not been trained yet")
     p.add_argument("--oracle-features", action="store_true",
                    help="replace the image encoder by oracle features (a random code per segment on the 16 x 16 grid, "
                         "rollout.oracle_features): the first phase, where prompts and memory are learnt before the encoder")
@@ -243,6 +305,9 @@ def main(argv: list[str] | None = None) -> Path:
         load_weights(model, args.init)
         recipe_path = args.init.parent / "recipe.json"
         init_recipe = json.loads(recipe_path.read_text()) if recipe_path.is_file() else None
+    if args.memory_match_init:
+        torch.manual_seed(args.seed)
+        init_memory_match(model)
     model.train()
     rollout = ClipRollout(model, recipe, oracle=args.oracle_features)
     optimizer = torch.optim.AdamW(model.parameters(), lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
@@ -265,6 +330,7 @@ def main(argv: list[str] | None = None) -> Path:
         "optimizer": {"name": "AdamW", "schedule": "linear warmup + cosine", **json.loads(json.dumps(dataclasses.asdict(optim)))},
         "image_fraction": args.image_fraction,
         "decoder_qk_tie": args.decoder_qk_tie,
+        "memory_match_init": args.memory_match_init,
         "oracle_features": args.oracle_features,
         "bf16_autocast": not args.no_bf16,
         "clip_seed": "video: generate_video((0, seed, step, clip index, attempt)); prompts: default_rng((0, seed, step, "
