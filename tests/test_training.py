@@ -474,3 +474,21 @@ def test_memory_match_init_makes_the_memory_say_where_the_prompted_object_went()
     init_memory_match(matched)
     assert localisation(matched) > 5.0
     assert localisation(plain) < 2.0
+
+
+def test_segment_contrast_rewards_features_that_tell_segments_apart_on_every_frame():
+    from training.losses import segment_contrast
+    from training.rollout import cell_segments
+
+    segments = np.zeros((2, 64, 64), np.int8)
+    segments[0, :32, :32], segments[1, 32:, 32:] = 1, 1  # object 1 moves
+    segments[0, 32:, :], segments[1, :32, :] = 2, 2  # object 2 swaps halves
+    cells = cell_segments(segments, grid=4)
+    assert cells.shape == (2, 4, 4) and cells[0, 0, 0] == 1 and cells[1, 3, 3] == 1 and cells[1, 0, 3] == 2
+    own = torch.nn.functional.one_hot(cells, 8).permute(0, 3, 1, 2).float()  # one feature per segment
+    shared = own.clone()
+    shared[:, 2] += shared[:, 1]  # objects 1 and 2 look alike
+    shared[:, 1] = 0
+    noise = torch.randn(2, 8, 4, 4, generator=torch.Generator().manual_seed(0))
+    assert segment_contrast(own, cells) < segment_contrast(shared, cells) < segment_contrast(noise, cells) + 1.0
+    assert segment_contrast(own, cells) < segment_contrast(noise, cells) - 1.0

@@ -27,6 +27,7 @@ class LossWeights:
     dice: float = 1.0
     iou: float = 1.0
     score: float = 1.0
+    feature: float = 0.0  # segment_contrast on the image encoder's features; not in SAM 2 (training aid, train.py --feature-weight)
 
 
 @dataclass
@@ -37,20 +38,24 @@ class LossTerms:
     dice: torch.Tensor
     iou: torch.Tensor
     score: torch.Tensor
+    feature: torch.Tensor = torch.zeros(())
 
     @staticmethod
     def zero() -> LossTerms:
         z = torch.zeros(())
-        return LossTerms(z, z, z, z)
+        return LossTerms(z, z, z, z, z)
 
     def __add__(self, other: LossTerms) -> LossTerms:
-        return LossTerms(self.focal + other.focal, self.dice + other.dice, self.iou + other.iou, self.score + other.score)
+        return LossTerms(self.focal + other.focal, self.dice + other.dice, self.iou + other.iou, self.score + other.score,
+                         self.feature + other.feature)
 
     def total(self, weights: LossWeights = LossWeights()) -> torch.Tensor:
-        return weights.focal * self.focal + weights.dice * self.dice + weights.iou * self.iou + weights.score * self.score
+        return (weights.focal * self.focal + weights.dice * self.dice + weights.iou * self.iou + weights.score * self.score
+                + weights.feature * self.feature)
 
     def as_floats(self, weights: LossWeights = LossWeights()) -> dict[str, float]:
-        values = {"focal": self.focal, "dice": self.dice, "iou": self.iou, "score": self.score, "total": self.total(weights)}
+        values = {"focal": self.focal, "dice": self.dice, "iou": self.iou, "score": self.score, "feature": self.feature,
+                  "total": self.total(weights)}
         return {k: float(v.detach()) for k, v in values.items()}
 
 
@@ -116,3 +121,30 @@ def step_losses(
         iou=(iou * weight).sum() / n,
         score=score.sum() / n,
     )
+
+
+CONTRAST_TEMPERATURE = 0.1
+
+
+def segment_contrast(embeds: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+    """Supervised contrastive loss on the image encoder's grid features: every cell of every frame
+    should be nearer (cosine, temperature 0.1) to the cells of its own segment (the same object or the
+    background, on any frame) than to the others'. Memory attention finds the object by how its
+    features look (train.init_memory_match), so an object must look the same from frame to frame.
+    Each segment weighs the same, however many cells it covers.
+
+    embeds [T, C, g, g]; cells [T, g, g] int, the segment covering most of each cell -> scalar."""
+    features = F.normalize(embeds.float().flatten(2).transpose(1, 2).reshape(-1, embeds.shape[1]), dim=-1)  # [N, C]
+    labels = cells.reshape(-1)
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(len(labels), dtype=torch.bool)
+    positives = same & ~eye
+    anchors = positives.any(1)
+    if not anchors.any():
+        return embeds.sum() * 0.0
+    logits = (features @ features.T) / CONTRAST_TEMPERATURE
+    log_prob = logits.masked_fill(eye, float("-inf")).log_softmax(dim=1)
+    per_anchor = -(log_prob.masked_fill(~positives, 0.0).sum(1)) / positives.sum(1).clamp(min=1)
+    counts = torch.bincount(labels, minlength=int(labels.max()) + 1).float()
+    weights = anchors.float() / counts[labels]
+    return (per_anchor * weights).sum() / weights.sum()

@@ -25,6 +25,7 @@ multimask output, which SAM 2 applies only at inference; see `decode`).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,7 +39,7 @@ from streamsam.export.graphs.memory_encoder import MASK_BIAS, MASK_SCALE, Memory
 from streamsam.export.modeling.mask_decoder import finish_sam_heads, select_masks
 from streamsam.export.modeling.sam2_model import Sam2Model
 
-from .losses import LossTerms, LossWeights, actual_ious, step_losses
+from .losses import LossTerms, LossWeights, actual_ious, segment_contrast, step_losses
 from .prompts import error_clicks, noisy_box_points
 from .videos import Video
 
@@ -129,17 +130,22 @@ def segment_map(masks: np.ndarray) -> np.ndarray:
     return (masks * ids).sum(axis=1, dtype=np.int8)
 
 
+def cell_segments(segments: np.ndarray, grid: int) -> torch.Tensor:
+    """[T, S, S] segment map -> [T, grid, grid] long: the segment covering most of each cell."""
+    t_count, size = segments.shape[0], segments.shape[-1]
+    cell = size // grid
+    onehot = segments[..., None] == np.arange(int(segments.max()) + 1).reshape(1, 1, 1, -1)  # [T, S, S, K]
+    counts = onehot.reshape(t_count, grid, cell, grid, cell, -1).sum(axis=(2, 4))  # [T, g, g, K]
+    return torch.from_numpy(counts.argmax(-1))
+
+
 def oracle_features(segments: np.ndarray, codes: torch.Tensor, grid: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Perfect image-encoder outputs for training the other modules first: each grid cell carries
     the code of the segment covering most of it (codes [segments, C]: one random vector per
     background / object, the same on every frame); the high-resolution features are zero.
     segments [T, S, S] -> (feat_s0 [T, C/8, 4g, 4g], feat_s1 [T, C/4, 2g, 2g], embed [T, C, g, g])."""
-    t_count, size = segments.shape[0], segments.shape[-1]
-    cell = size // grid
-    onehot = segments[..., None] == np.arange(codes.shape[0]).reshape(1, 1, 1, -1)  # [T, S, S, K]
-    counts = onehot.reshape(t_count, grid, cell, grid, cell, -1).sum(axis=(2, 4))  # [T, g, g, K]
-    cells = torch.from_numpy(counts.argmax(-1))
-    embed = codes[cells].permute(0, 3, 1, 2).contiguous()
+    t_count = segments.shape[0]
+    embed = codes[cell_segments(segments, grid)].permute(0, 3, 1, 2).contiguous()
     c = codes.shape[1]
     return torch.zeros(t_count, c // 8, 4 * grid, 4 * grid), torch.zeros(t_count, c // 4, 2 * grid, 2 * grid), embed
 
@@ -305,6 +311,9 @@ class ClipRollout:
         cond: dict[int, FrameMemory] = {}
         non_cond: dict[int, FrameMemory] = {}
         result = ClipResult(LossTerms.zero(), 0, [float("nan")] * t_count)
+        if self.recipe.loss_weights.feature > 0 and not self.oracle:
+            contrast = segment_contrast(embeds, cell_segments(clip.segments, embeds.shape[-1]))
+            result.losses = dataclasses.replace(result.losses, feature=contrast)
         k = clip.prompt_frame
         order = [(k, 1)] + [(t, 1) for t in range(k + 1, t_count)] + [(t, -1) for t in range(k - 1, -1, -1)]
         for t, direction in order:

@@ -248,6 +248,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--grad-clip", type=float, default=OptimSettings.grad_clip)
     p.add_argument("--focal-weight", type=float, default=LossWeights.focal,
                    help="weight of the focal mask loss (SAM 2.1: 20; dice, IoU and object score weigh 1)")
+    p.add_argument("--feature-weight", type=float, default=LossWeights.feature,
+                   help="weight of losses.segment_contrast on the image encoder's features (0: SAM 2's losses only)")
     p.add_argument("--decoder-qk-tie", type=float, default=2.0,
                    help="start the mask decoder's cross-attentions with k_proj = q_proj = this x the default init "
                         "(0: PyTorch's independent init); see init_for_training")
@@ -292,7 +294,7 @@ def main(argv: list[str] | None = None) -> Path:
     videos = VideoSettings(height=config.image_size, width=config.image_size, num_frames=args.frames, squash_range=(1.0, args.squash_max))
     recipe = RecipeSettings(max_objects=args.max_objects, max_correction_clicks=args.max_correction_clicks,
                             prompt_probabilities=args.prompt_probabilities,
-                            loss_weights=LossWeights(focal=args.focal_weight))
+                            loss_weights=LossWeights(focal=args.focal_weight, feature=args.feature_weight))
     image_videos, image_recipe = image_settings(videos, recipe)
     optim = OptimSettings(lr=args.lr, weight_decay=args.weight_decay, warmup_steps=min(args.warmup_steps, args.steps),
                           grad_clip=args.grad_clip, clips_per_step=args.clips_per_step)
@@ -382,9 +384,9 @@ def main(argv: list[str] | None = None) -> Path:
             recipe_json["stopped_early_at_step"] = step + 1
             print(f"stopping after step {step + 1}: --max-hours {args.max_hours} reached", flush=True)
         if (step + 1) % args.log_every == 0 or step + 1 == args.steps or time_up:
-            mean = {k: float(np.mean([w[k] for w in window])) for k in ("total", "focal", "dice", "iou", "score", "train_iou", "seconds")}
+            mean = {k: float(np.mean([w[k] for w in window])) for k in ("total", "focal", "dice", "iou", "score", "feature", "train_iou", "seconds")}
             print(f"step {step + 1}/{args.steps} loss {mean['total']:.3f} (focal {mean['focal']:.4f} dice {mean['dice']:.3f} "
-                  f"iou {mean['iou']:.3f} score {mean['score']:.3f}) train IoU {mean['train_iou']:.3f} lr {lr:.2e} "
+                  f"iou {mean['iou']:.3f} score {mean['score']:.3f} feature {mean['feature']:.3f}) train IoU {mean['train_iou']:.3f} lr {lr:.2e} "
                   f"{mean['seconds']:.2f} s/step", flush=True)
             log_file.flush()
             window.clear()
