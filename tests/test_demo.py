@@ -1,9 +1,21 @@
-"""`streamsam demo`: until the demo model is trained and bundled (issue 5), the command says what is
-missing and how to make it, and writes nothing."""
+"""`streamsam demo` and the bundled demo model: what training.package_demo writes, what the demo
+does with it, the command saying what is missing when it is not installed, and the bundled model on
+the real bedroom video."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import SHARED_DATA
 from streamsam.cli import main as cli_main
+
+# Of the bundled clip's 3 clicked objects, the 2 that the bundled model follows through the first 24
+# frames (measured 0.78 / 0.77 and 0.75 / 0.81 mean IoU for the two models compared; the third is lost
+# by frame 5 in both): the demo must keep showing them.
+DEMO_TRACKED_OBJECTS, DEMO_MIN_IOU = 2, 0.6
 
 
 def test_demo_says_what_is_missing_when_the_model_is_not_installed(monkeypatch, tmp_path, capsys):
@@ -52,3 +64,58 @@ def test_a_packaged_model_and_clip_run_through_the_demo(monkeypatch, tmp_path, c
     assert printed.count("mean IoU") == len(clip["clicks"])
     with av.open(str(out)) as container:
         assert sum(1 for _ in container.decode(video=0)) == 6
+
+
+# -- the bundled demo model (runtime/demo_model/, training/package_demo.py)
+
+BUNDLED = Path(__file__).resolve().parents[1] / "runtime" / "demo_model"
+BEDROOM = SHARED_DATA / "bedroom.mp4"
+
+
+def test_the_bundled_demo_model_says_how_it_was_made_and_how_well_it_tracks():
+    from streamsam.manifest import file_sha256, read_manifest
+
+    manifest = read_manifest(BUNDLED)  # the graphs' contract, checked as the runtime checks it
+    assert manifest.config["name"] == "demo"
+    for graph in manifest.graphs.values():  # what ships is what was exported and evaluated
+        assert file_sha256(BUNDLED / graph.file) == graph.sha256
+    size = sum(p.stat().st_size for p in BUNDLED.iterdir())
+    assert size < 12e6, f"the bundled model and clip take {size / 1e6:.1f} MB; the issue asks for a few MB"
+    recipe = json.loads((BUNDLED / "recipe.json").read_text())
+    assert recipe["config"]["name"] == "demo" and recipe["seed"] == 0 and recipe["command"].startswith("python -m training.train")
+    chain = recipe["init"]["recipe"]  # the oracle phase it started from, which started from the decoder probe
+    assert chain["memory_match_init"] and chain["oracle_features"] and chain["init"]["recipe"]["features"] == "oracle"
+    scores = json.loads((BUNDLED / "eval.json").read_text())
+    j_and_f = {(row["prompt"], row["memory"]): row["j_and_f"] for row in scores["results"]}
+    for prompt in ("click", "box", "mask"):
+        assert j_and_f[(prompt, "on")] > j_and_f[(prompt, "off")]
+
+
+def test_streamsam_demo_tracks_the_objects_of_the_bundled_clip(tmp_path, capsys):
+    import re
+
+    import av
+
+    out = tmp_path / "demo.mp4"
+    assert cli_main(["demo", "--max-frames", "24", "--threads", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    ious = [float(v) for v in re.findall(r"mean IoU (\d\.\d+)", printed)]
+    assert len(ious) == 3 and sum(v > DEMO_MIN_IOU for v in ious) >= DEMO_TRACKED_OBJECTS, printed
+    with av.open(str(out)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 24
+
+
+@pytest.mark.skipif(not BEDROOM.exists(), reason=f"real media not found at {SHARED_DATA}")
+def test_track_on_the_real_bedroom_video_with_the_bundled_model(tmp_path, capsys):
+    """Quality is not judged (the demo model never saw a real image): the whole command is."""
+    import av
+
+    out, masks = tmp_path / "bedroom.mp4", tmp_path / "masks.jsonl"
+    assert cli_main(["track", "--source", str(BEDROOM), "--point", "420,270", "--max-frames", "8", "--threads", "1",
+                     "--out", str(out), "--out", str(masks)]) == 0
+    assert "the bundled demo model" in capsys.readouterr().out
+    lines = [json.loads(line) for line in masks.read_text().splitlines()]
+    assert len(lines) == 8
+    with av.open(str(out)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 8 and frames[0].shape == (540, 960, 3)
