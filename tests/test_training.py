@@ -492,3 +492,25 @@ def test_segment_contrast_rewards_features_that_tell_segments_apart_on_every_fra
     noise = torch.randn(2, 8, 4, 4, generator=torch.Generator().manual_seed(0))
     assert segment_contrast(own, cells) < segment_contrast(shared, cells) < segment_contrast(noise, cells) + 1.0
     assert segment_contrast(own, cells) < segment_contrast(noise, cells) - 1.0
+
+
+def test_the_memory_match_phase_and_the_feature_loss_from_the_command_line(tmp_path):
+    """--memory-match-init re-initialises the memory modules after --init's weights are loaded (the
+    decoder keeps the loaded ones); --feature-weight adds segment_contrast to every logged step."""
+    from streamsam.export.checkpoint import read_state_dict
+    from training import train
+
+    args = ["--steps", "1", "--config", "reduced", "--frames", "2", "--max-objects", "2", "--max-correction-clicks", "0",
+            "--val-clips", "0", "--image-fraction", "0", "--lr", "1e-12", "--log-every", "1"]
+    first = train.main(["--out", str(tmp_path / "first")] + args)
+    second = train.main(["--out", str(tmp_path / "second"), "--init", str(first), "--memory-match-init", "--feature-weight", "1"] + args)
+    before, after = read_state_dict(first), read_state_dict(second)
+    k_proj = "memory_attention.layers.0.cross_attn_image.k_proj.weight"
+    assert not torch.allclose(before[k_proj], after[k_proj])  # re-initialised as a content match
+    assert after["memory_encoder.pix_feat_proj.bias"].abs().max() < 1e-9  # zero at init, one step of lr 1e-12
+    decoder = "sam_mask_decoder.iou_token.weight"
+    torch.testing.assert_close(before[decoder], after[decoder], rtol=0, atol=1e-9)  # loaded, barely trained (lr 1e-12)
+    logged = [json.loads(line) for line in (tmp_path / "second" / "log.jsonl").read_text().splitlines()]
+    assert logged[0]["feature"] > 0 and json.loads((tmp_path / "first" / "log.jsonl").read_text().splitlines()[0])["feature"] == 0
+    recipe = json.loads((tmp_path / "second" / "recipe.json").read_text())
+    assert recipe["memory_match_init"] is True and recipe["recipe"]["loss_weights"]["feature"] == 1.0

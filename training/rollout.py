@@ -25,7 +25,6 @@ multimask output, which SAM 2 applies only at inference; see `decode`).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -312,8 +311,7 @@ class ClipRollout:
         non_cond: dict[int, FrameMemory] = {}
         result = ClipResult(LossTerms.zero(), 0, [float("nan")] * t_count)
         if self.recipe.loss_weights.feature > 0 and not self.oracle:
-            contrast = segment_contrast(embeds, cell_segments(clip.segments, embeds.shape[-1]))
-            result.losses = dataclasses.replace(result.losses, feature=contrast)
+            result.losses.feature = segment_contrast(embeds, cell_segments(clip.segments, embeds.shape[-1]))
         k = clip.prompt_frame
         order = [(k, 1)] + [(t, 1) for t in range(k + 1, t_count)] + [(t, -1) for t in range(k - 1, -1, -1)]
         for t, direction in order:

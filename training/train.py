@@ -150,7 +150,7 @@ def init_for_training(model: torch.nn.Module, decoder_qk_tie: float = 0.0) -> No
                 attention.k_proj.bias.zero_()
 
 
-def init_memory_match(model: torch.nn.Module, content_dims: int = 24, mask_dims: int = 16) -> None:
+def init_memory_match(model: torch.nn.Module, content_dims: int | None = None, mask_dims: int | None = None) -> None:
     """Memory encoder and memory attention start as a content match (training/README.md, "Status").
 
     Trained from PyTorch's init, memory attention never learnt to read the memory: the keys are a
@@ -169,6 +169,9 @@ def init_memory_match(model: torch.nn.Module, content_dims: int = 24, mask_dims:
     their mask: 'this looks like what was the object'. Biases start at zero."""
     config = model.config
     d, mem = config.d_model, config.mem_dim
+    # The demo config's 24 of 32 memory channels for content and 16 of 128 feature channels for the mask.
+    content_dims = content_dims if content_dims is not None else mem * 3 // 4 // 4 * 4
+    mask_dims = mask_dims if mask_dims is not None else d // 8
     kept = d - mask_dims
     mask_out = mem - content_dims
     if content_dims % 4 or not 0 < content_dims < mem or not 0 < mask_dims < d:
