@@ -44,8 +44,7 @@ TRAIN_STREAM = 0  # first word of every training video's seed; evaluation uses a
 VALIDATION_STREAM = 2
 IMAGE_CHOICE = 1000  # last seed word of the draw that makes a clip a single image (attempts are < 100)
 # init_memory_match: memory content x2, query x2, key x1.5 give a same-segment logit of about 12 over
-# a spread of about 2.6 for other segments (24 content channels, 1 / sqrt(128) attention scale);
-# on oracle features 98 % of an object location's attention then falls on its own segment's memory.
+# a spread of about 2.6 for other segments (24 content channels, 1 / sqrt(128) attention scale).
 MEMORY_CONTENT_SCALE, MEMORY_QUERY_SCALE, MEMORY_KEY_SCALE = 2.0, 2.0, 1.5
 MEMORY_VALUE_SCALE = 8.0  # values read the mask channels only, 8x PyTorch's init: the mask outweighs the residual
 
