@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 
 import numpy as np
@@ -494,6 +495,26 @@ def test_segment_contrast_rewards_features_that_tell_segments_apart_on_every_fra
     assert segment_contrast(own, cells) < segment_contrast(noise, cells) - 1.0
 
 
+def test_sampled_segment_contrast_rewards_high_resolution_features_that_follow_the_object_edges():
+    """--high-res-feature-weight: on sampled pixels of the high-resolution maps, features that change
+    exactly at the object's edge score better than features of the 16-pixel cells (blocky edges)."""
+    from training.losses import sampled_segment_contrast
+
+    pixels = torch.zeros(2, 32, 32, dtype=torch.long)
+    yy, xx = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+    pixels[0][(yy - 13) ** 2 + (xx - 15) ** 2 < 81] = 1  # a disc, edges off the 4-pixel cells
+    pixels[1][(yy - 17) ** 2 + (xx - 19) ** 2 < 81] = 1
+    exact = torch.nn.functional.one_hot(pixels, 4).permute(0, 3, 1, 2).float()
+    cells = torch.nn.functional.avg_pool2d(exact, 8).round()  # the majority of 8 x 8 cells
+    blocky = torch.nn.functional.interpolate(cells, scale_factor=8, mode="nearest")
+    assert (blocky.argmax(1) != pixels).any()
+
+    def loss(feats):
+        return float(sampled_segment_contrast(feats, pixels, 512, np.random.default_rng(0)))
+
+    assert loss(exact) < loss(blocky) - 0.5
+
+
 def test_the_memory_match_phase_and_the_feature_loss_from_the_command_line(tmp_path):
     """--memory-match-init re-initialises the memory modules after --init's weights are loaded (the
     decoder keeps the loaded ones); --feature-weight adds segment_contrast to every logged step."""
@@ -514,3 +535,21 @@ def test_the_memory_match_phase_and_the_feature_loss_from_the_command_line(tmp_p
     assert logged[0]["feature"] > 0 and json.loads((tmp_path / "first" / "log.jsonl").read_text().splitlines()[0])["feature"] == 0
     recipe = json.loads((tmp_path / "second" / "recipe.json").read_text())
     assert recipe["memory_match_init"] is True and recipe["recipe"]["loss_weights"]["feature"] == 1.0
+
+
+def test_the_object_score_and_high_resolution_feature_weights_from_the_command_line(tmp_path):
+    """--score-weight and --high-res-feature-weight reach the losses, the log and the recipe, and
+    each checkpoint records how many absent frames the model predicted empty."""
+    from training import train
+
+    args = ["--steps", "1", "--config", "reduced", "--frames", "3", "--max-objects", "2", "--max-correction-clicks", "0",
+            "--val-clips", "2", "--image-fraction", "0", "--lr", "1e-12", "--log-every", "1"]
+    train.main(["--out", str(tmp_path / "run"), "--score-weight", "5", "--high-res-feature-weight", "1"] + args)
+    logged = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
+    assert logged["high_res_feature"] > 0
+    weights = logged["total"] - (logged["focal"] * 20 + logged["dice"] + logged["iou"] + 5 * logged["score"] + logged["high_res_feature"])
+    assert abs(weights) < 1e-3 * max(1.0, logged["total"])
+    recipe = json.loads((tmp_path / "run" / "recipe.json").read_text())
+    assert recipe["recipe"]["loss_weights"]["score"] == 5.0 and recipe["recipe"]["loss_weights"]["high_res_feature"] == 1.0
+    progress = recipe["progress"]
+    assert 0.0 <= progress["validation_absent_empty"] <= 1.0 or math.isnan(progress["validation_absent_empty"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -28,6 +29,7 @@ class LossWeights:
     iou: float = 1.0
     score: float = 1.0
     feature: float = 0.0  # segment_contrast on the image encoder's features; not in SAM 2 (training aid, train.py --feature-weight)
+    high_res_feature: float = 0.0  # the same on sampled pixels of the high-resolution features (--high-res-feature-weight)
 
 
 @dataclass
@@ -39,23 +41,24 @@ class LossTerms:
     iou: torch.Tensor
     score: torch.Tensor
     feature: torch.Tensor = torch.zeros(())
+    high_res_feature: torch.Tensor = torch.zeros(())
 
     @staticmethod
     def zero() -> LossTerms:
         z = torch.zeros(())
-        return LossTerms(z, z, z, z, z)
+        return LossTerms(z, z, z, z, z, z)
 
     def __add__(self, other: LossTerms) -> LossTerms:
         return LossTerms(self.focal + other.focal, self.dice + other.dice, self.iou + other.iou, self.score + other.score,
-                         self.feature + other.feature)
+                         self.feature + other.feature, self.high_res_feature + other.high_res_feature)
 
     def total(self, weights: LossWeights = LossWeights()) -> torch.Tensor:
         return (weights.focal * self.focal + weights.dice * self.dice + weights.iou * self.iou + weights.score * self.score
-                + weights.feature * self.feature)
+                + weights.feature * self.feature + weights.high_res_feature * self.high_res_feature)
 
     def as_floats(self, weights: LossWeights = LossWeights()) -> dict[str, float]:
         values = {"focal": self.focal, "dice": self.dice, "iou": self.iou, "score": self.score, "feature": self.feature,
-                  "total": self.total(weights)}
+                  "high_res_feature": self.high_res_feature, "total": self.total(weights)}
         return {k: float(v.detach()) for k, v in values.items()}
 
 
@@ -134,14 +137,31 @@ def segment_contrast(embeds: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
     Each segment weighs the same, however many cells it covers.
 
     embeds [T, C, g, g]; cells [T, g, g] int, the segment covering most of each cell -> scalar."""
-    features = F.normalize(embeds.float().flatten(2).transpose(1, 2).reshape(-1, embeds.shape[1]), dim=-1)  # [N, C]
-    labels = cells.reshape(-1)
+    features = embeds.float().flatten(2).transpose(1, 2).reshape(-1, embeds.shape[1])  # [N, C]
+    return contrast(features, cells.reshape(-1))
+
+
+def sampled_segment_contrast(feats: torch.Tensor, pixels: torch.Tensor, count: int, rng: np.random.Generator) -> torch.Tensor:
+    """segment_contrast on `count` pixels drawn uniformly from every frame of a high-resolution map
+    (all of its pixels would make an N x N matrix of 10^9): the features the decoder sharpens mask
+    edges with should tell the object from what surrounds it.
+
+    feats [T, C, h, w]; pixels [T, h, w] int, each pixel's segment -> scalar."""
+    features = feats.float().flatten(2).transpose(1, 2).reshape(-1, feats.shape[1])  # [N, C]
+    labels = pixels.reshape(-1)
+    picked = torch.from_numpy(rng.choice(len(labels), size=min(count, len(labels)), replace=False))
+    return contrast(features[picked], labels[picked])
+
+
+def contrast(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The supervised contrastive loss of features [N, C] with segment labels [N] (see segment_contrast)."""
+    features = F.normalize(features, dim=-1)
     same = labels[:, None] == labels[None, :]
     eye = torch.eye(len(labels), dtype=torch.bool)
     positives = same & ~eye
     anchors = positives.any(1)
     if not anchors.any():
-        return embeds.sum() * 0.0
+        return features.sum() * 0.0
     logits = (features @ features.T) / CONTRAST_TEMPERATURE
     log_prob = logits.masked_fill(eye, float("-inf")).log_softmax(dim=1)
     per_anchor = -(log_prob.masked_fill(~positives, 0.0).sum(1)) / positives.sum(1).clamp(min=1)

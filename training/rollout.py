@@ -38,13 +38,14 @@ from streamsam.export.graphs.memory_encoder import MASK_BIAS, MASK_SCALE, Memory
 from streamsam.export.modeling.mask_decoder import finish_sam_heads, select_masks
 from streamsam.export.modeling.sam2_model import Sam2Model
 
-from .losses import LossTerms, LossWeights, actual_ious, segment_contrast, step_losses
+from .losses import LossTerms, LossWeights, actual_ious, sampled_segment_contrast, segment_contrast, step_losses
 from .prompts import error_clicks, noisy_box_points
 from .videos import Video
 
 PROMPT_KINDS = ("mask", "box", "click")
 PREV_MASK_CLAMP = 32.0  # previous logits fed back with a correction click (official predictor)
 MULTIMASK_MAX_POINTS = 1  # multimask output with 0 or 1 point (official multimask_max_pt_num)
+HIGH_RES_CONTRAST_PIXELS = 768  # pixels per clip and map for --high-res-feature-weight (a 768 x 768 similarity matrix)
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,7 @@ class ClipResult:
     losses: LossTerms
     steps: int  # supervised decoder steps
     frame_ious: list[float] = field(default_factory=list)  # mean IoU of the chosen masks per frame (present objects)
+    absent_empty: list[bool] = field(default_factory=list)  # per tracked frame and absent object: predicted empty?
 
 
 def select_memories(
@@ -310,8 +312,15 @@ class ClipRollout:
         cond: dict[int, FrameMemory] = {}
         non_cond: dict[int, FrameMemory] = {}
         result = ClipResult(LossTerms.zero(), 0, [float("nan")] * t_count)
-        if self.recipe.loss_weights.feature > 0 and not self.oracle:
-            result.losses.feature = segment_contrast(embeds, cell_segments(clip.segments, embeds.shape[-1]))
+        weights = self.recipe.loss_weights
+        if torch.is_grad_enabled() and not self.oracle:  # training aids: not computed in validation
+            if weights.feature > 0:
+                result.losses.feature = segment_contrast(embeds, cell_segments(clip.segments, embeds.shape[-1]))
+            if weights.high_res_feature > 0:
+                result.losses.high_res_feature = sum(
+                    sampled_segment_contrast(feats, cell_segments(clip.segments, feats.shape[-1]), HIGH_RES_CONTRAST_PIXELS, rng)
+                    for feats in (hr0, hr1)
+                ) / 2
         k = clip.prompt_frame
         order = [(k, 1)] + [(t, 1) for t in range(k + 1, t_count)] + [(t, -1) for t in range(k - 1, -1, -1)]
         for t, direction in order:
@@ -328,6 +337,8 @@ class ClipRollout:
                 if corrected:
                     out = self._correct(conditioned, feats, out, None, None, clip.masks[t], targets[t], clip.tracked_corrections, rng, result)
                 non_cond[t] = self.encode_memory(embed, out, from_points=corrected)
+                absent = targets[t].flatten(1).amax(1) < 0.5
+                result.absent_empty += (out.high_res_masks[absent].flatten(1) <= 0).all(1).tolist()
             result.frame_ious[t] = _present_iou(out.high_res_masks, targets[t])
         return result
 

@@ -213,21 +213,24 @@ def save_checkpoint(model: torch.nn.Module, path: Path, dtype: torch.dtype = tor
     tmp.replace(path)
 
 
-def validate(rollout: ClipRollout, run_seed: int, clips: int, videos: VideoSettings) -> float:
-    """Mean IoU over tracked frames of held-out clips prompted with the mask on frame 0 (PyTorch,
-    FP32, no corrections): a quick progress signal, not the J&F of training.evaluate."""
+def validate(rollout: ClipRollout, run_seed: int, clips: int, videos: VideoSettings) -> tuple[float, float]:
+    """Held-out clips prompted with the mask on frame 0 (PyTorch, FP32, no corrections): the mean
+    IoU over tracked frames where the object is present, and the fraction of tracked frames where
+    it is absent (hidden or out of the frame) that are predicted empty. A quick progress signal, not
+    the J&F of training.evaluate."""
     recipe = dataclasses.replace(rollout.recipe, prompt_probabilities=(1.0, 0.0, 0.0), first_frame_probability=1.0, tracked_correction_probability=0.0)
     saved, rollout.recipe = rollout.recipe, recipe
-    values = []
+    values, absent = [], []
     try:
         with torch.no_grad():
             for i in range(clips):
                 clip, rng = draw_clip(clip_seed(run_seed, 0, i, VALIDATION_STREAM), videos, recipe)
                 result = rollout.forward(clip, rng)
                 values += [v for v in result.frame_ious[1:] if not math.isnan(v)]
+                absent += result.absent_empty
     finally:
         rollout.recipe = saved
-    return float(np.mean(values)) if values else float("nan")
+    return (float(np.mean(values)) if values else float("nan"), float(np.mean(absent)) if absent else float("nan"))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -252,6 +255,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="weight of the focal mask loss (SAM 2.1: 20; dice, IoU and object score weigh 1)")
     p.add_argument("--feature-weight", type=float, default=LossWeights.feature,
                    help="weight of losses.segment_contrast on the image encoder's features (0: SAM 2's losses only)")
+    p.add_argument("--score-weight", type=float, default=LossWeights.score,
+                   help="weight of the object-score BCE (SAM 2.1: 1); absent frames are few in 8-frame clips")
+    p.add_argument("--high-res-feature-weight", type=float, default=LossWeights.high_res_feature,
+                   help="weight of losses.sampled_segment_contrast on the high-resolution features the decoder sharpens edges with")
     p.add_argument("--decoder-qk-tie", type=float, default=2.0,
                    help="start the mask decoder's cross-attentions with k_proj = q_proj = this x the default init "
                         "(0: PyTorch's independent init); see init_for_training")
@@ -296,7 +303,8 @@ def main(argv: list[str] | None = None) -> Path:
     videos = VideoSettings(height=config.image_size, width=config.image_size, num_frames=args.frames, squash_range=(1.0, args.squash_max))
     recipe = RecipeSettings(max_objects=args.max_objects, max_correction_clicks=args.max_correction_clicks,
                             prompt_probabilities=args.prompt_probabilities,
-                            loss_weights=LossWeights(focal=args.focal_weight, feature=args.feature_weight))
+                            loss_weights=LossWeights(focal=args.focal_weight, score=args.score_weight, feature=args.feature_weight,
+                                                     high_res_feature=args.high_res_feature_weight))
     image_videos, image_recipe = image_settings(videos, recipe)
     optim = OptimSettings(lr=args.lr, weight_decay=args.weight_decay, warmup_steps=min(args.warmup_steps, args.steps),
                           grad_clip=args.grad_clip, clips_per_step=args.clips_per_step)
@@ -386,15 +394,17 @@ def main(argv: list[str] | None = None) -> Path:
             recipe_json["stopped_early_at_step"] = step + 1
             print(f"stopping after step {step + 1}: --max-hours {args.max_hours} reached", flush=True)
         if (step + 1) % args.log_every == 0 or step + 1 == args.steps or time_up:
-            mean = {k: float(np.mean([w[k] for w in window])) for k in ("total", "focal", "dice", "iou", "score", "feature", "train_iou", "seconds")}
+            mean = {k: float(np.mean([w[k] for w in window]))
+                    for k in ("total", "focal", "dice", "iou", "score", "feature", "high_res_feature", "train_iou", "seconds")}
             print(f"step {step + 1}/{args.steps} loss {mean['total']:.3f} (focal {mean['focal']:.4f} dice {mean['dice']:.3f} "
-                  f"iou {mean['iou']:.3f} score {mean['score']:.3f} feature {mean['feature']:.3f}) train IoU {mean['train_iou']:.3f} lr {lr:.2e} "
+                  f"iou {mean['iou']:.3f} score {mean['score']:.3f} feature {mean['feature']:.3f} high-res {mean['high_res_feature']:.3f}) "
+                  f"train IoU {mean['train_iou']:.3f} lr {lr:.2e} "
                   f"{mean['seconds']:.2f} s/step", flush=True)
             log_file.flush()
             window.clear()
         if (step + 1) % args.checkpoint_every == 0 or step + 1 == args.steps or time_up:
             model.eval()
-            val = validate(rollout, args.seed, args.val_clips, videos) if args.val_clips else float("nan")
+            val, val_absent = validate(rollout, args.seed, args.val_clips, videos) if args.val_clips else (float("nan"), float("nan"))
             model.train()
             path = out / f"checkpoint_{step + 1:06d}.pt"
             save_checkpoint(model, path)
@@ -404,10 +414,12 @@ def main(argv: list[str] | None = None) -> Path:
                 "step": step + 1,
                 "checkpoint": path.name,
                 "validation_iou": val,
+                "validation_absent_empty": val_absent,
                 "median_seconds_per_step": float(np.median(step_seconds)),
             }
             (out / "recipe.json").write_text(json.dumps(recipe_json, indent=2) + "\n")
-            print(f"checkpoint {path} (validation IoU {val:.3f} on {args.val_clips} held-out clips)", flush=True)
+            print(f"checkpoint {path} (validation IoU {val:.3f}, absent frames predicted empty {val_absent:.3f}, "
+                  f"on {args.val_clips} held-out clips)", flush=True)
         if time_up:
             break
     log_file.close()
