@@ -91,7 +91,7 @@ def test_the_bundled_demo_model_says_how_it_was_made_and_how_well_it_tracks():
     assert any(p.get("memory_match_init") and p.get("oracle_features") for p in phases)  # 2: memory on oracle features
     assert not phases[0]["oracle_features"]  # and last, the real image encoder
     scores = json.loads((BUNDLED / "eval.json").read_text())
-    j_and_f = {(row["prompt"], row["memory"]): row["j_and_f"] for row in scores["results"]}
+    j_and_f = {(row["prompt"], row["memory"]): row["j_and_f"] for row in scores["results"] if row.get("clicks", 0) <= 1}
     for prompt in ("click", "box", "mask"):
         assert j_and_f[(prompt, "on")] > j_and_f[(prompt, "off")]
 

@@ -363,9 +363,29 @@ def test_evaluation_through_the_runtime_with_memory_on_and_off(reduced_graphs):
     list(predictor.propagate_in_video())
     bank = predictor.pipeline.bank
     assert bank.memory_valid[0].sum() == 1 and bank.memory_tpos[0, 0] == 0 and bank.obj_ptr_valid[0].sum() == 1
-    summaries = evaluate_graphs(backend, videos=1, prompts=("mask",), settings=settings, progress=None)
-    assert [(s.prompt, s.memory) for s in summaries] == [("mask", "on"), ("mask", "off")]
-    assert all(0 <= s.j <= 1 and 0 <= s.f <= 1 for s in summaries)
+    summaries = evaluate_graphs(backend, videos=1, prompts=("mask",), settings=settings, progress=None, refine_clicks=(3,))
+    assert [(s.label, s.memory) for s in summaries] == [("mask", "on"), ("mask", "off"), ("3 clicks", "on")]
+    assert all(0 <= s.j <= 1 and 0 <= s.f <= 1 and 0 <= s.prompted_j <= 1 for s in summaries)
+    assert summaries[0].prompted_j > 0.9  # a mask prompt is the prompted frame's output as it is
+
+
+def test_the_correction_click_goes_to_the_centre_of_the_largest_error():
+    from streamsam.contracts import LABEL_NEGATIVE, LABEL_POSITIVE
+    from training.prompts import error_center_clicks
+
+    target = np.zeros((1, 40, 60), bool)
+    target[0, 10:30, 10:50] = True
+    missed = target.copy()
+    missed[0, 10:30, 30:50] = False  # the right half is missed
+    points, labels = error_center_clicks(target, missed)
+    assert labels[0, 0] == LABEL_POSITIVE and 30 <= points[0, 0, 0] < 50 and 10 <= points[0, 0, 1] < 30
+    overflow = target.copy()
+    overflow[0, 30:40, :] = True  # a band below the object, deeper than any miss
+    overflow[0, 10:12, 10:12] = False
+    points, labels = error_center_clicks(target, overflow)
+    assert labels[0, 0] == LABEL_NEGATIVE and points[0, 0, 1] >= 30
+    points, labels = error_center_clicks(target, target)  # nothing to correct: the object's centre
+    assert labels[0, 0] == LABEL_POSITIVE and points[0, 0, 1] in (19.0, 20.0) and 19 <= points[0, 0, 0] <= 40  # on the middle ridge
 
 
 def test_decoder_probe_on_oracle_features_reports_its_ceiling_and_seeds_a_training_run(tmp_path, capsys):

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .metrics import ObjectScores, video_scores
-from .prompts import center_clicks, tight_boxes
+from .prompts import center_clicks, error_center_clicks, tight_boxes
 from .videos import Video, VideoSettings, generate_video
 
 EVAL_STREAM = 1  # first word of every evaluation video's seed (training: 0, validation: 2)
@@ -75,13 +75,17 @@ def prompted_frame_only(predictor_class):
     return PromptedFrameOnly
 
 
-def run_video(graphs, video: Video, objects: list[int], prompt: str, memory: str, threads: int | None = None) -> np.ndarray:
-    """Predicted masks [T, len(objects), H, W] for the objects prompted on frame 0."""
+def run_video(graphs, video: Video, objects: list[int], prompt: str, memory: str, threads: int | None = None,
+              clicks: int = 1) -> np.ndarray:
+    """Predicted masks [T, len(objects), H, W] for the objects prompted on frame 0. With a click
+    prompt, clicks > 1 adds correction clicks on frame 0 before tracking, each at the centre of the
+    current mask's largest error (the official interactive evaluation's rule), as a user refines."""
     from streamsam.backend import OnnxRuntimeBackend
     from streamsam.video_predictor import VideoPredictor
 
-    if prompt not in PROMPTS or memory not in MEMORY_MODES:
-        raise ValueError(f"run_video | received prompt={prompt!r}, memory={memory!r}; expected one of {PROMPTS} and {MEMORY_MODES}")
+    if prompt not in PROMPTS or memory not in MEMORY_MODES or clicks < 1 or (clicks > 1 and prompt != "click"):
+        raise ValueError(f"run_video | received prompt={prompt!r}, memory={memory!r}, clicks={clicks}; expected one of {PROMPTS}, "
+                         f"one of {MEMORY_MODES} and clicks >= 1 (more than 1 with the click prompt only)")
     backend = graphs if hasattr(graphs, "run") else OnnxRuntimeBackend(graphs, threads=threads)
     predictor_class = VideoPredictor if memory == "on" else prompted_frame_only(VideoPredictor)
     predictor = predictor_class(backend, max_objects=max(len(objects), 1))
@@ -89,8 +93,14 @@ def run_video(graphs, video: Video, objects: list[int], prompt: str, memory: str
     first = video.masks[0, objects]
     if prompt == "click":
         points, labels = center_clicks(first)
+        current = {}
         for i, obj in enumerate(objects):
-            predictor.add_new_points_or_box(0, obj_id=obj, points=points[i], labels=labels[i])
+            current[obj] = predictor.add_new_points_or_box(0, obj_id=obj, points=points[i], labels=labels[i]).mask(obj)
+        for _ in range(clicks - 1):
+            for i, obj in enumerate(objects):
+                points, labels = error_center_clicks(first[i : i + 1], current[obj][None])
+                result = predictor.add_new_points_or_box(0, obj_id=obj, points=points[0], labels=labels[0], clear_old_points=False)
+                current[obj] = result.mask(obj)
     elif prompt == "box":
         for obj, box in zip(objects, tight_boxes(first)):
             predictor.add_new_points_or_box(0, obj_id=obj, box=box)
@@ -114,44 +124,59 @@ class Summary:
     j_and_f: float
     absent_frames: int  # evaluated frames where the object is not visible
     absent_correct: float  # fraction of them predicted empty
+    clicks: int = 0  # the click prompt: clicks on frame 0 (the first at the object's centre, then corrections)
+    prompted_j: float = float("nan")  # IoU on frame 0, the prompted frame (not in J&F)
+
+    @property
+    def label(self) -> str:
+        return f"{self.clicks} clicks" if self.prompt == "click" and self.clicks > 1 else self.prompt
 
     def row(self) -> str:
-        return (f"| {self.prompt} | {self.memory} | {self.objects} | {self.j:.3f} | {self.f:.3f} | {self.j_and_f:.3f} | "
-                f"{self.absent_correct:.2f} of {self.absent_frames} |")
+        return (f"| {self.label} | {self.memory} | {self.objects} | {self.prompted_j:.3f} | {self.j:.3f} | {self.f:.3f} | "
+                f"{self.j_and_f:.3f} | {self.absent_correct:.2f} of {self.absent_frames} |")
 
 
 def evaluate_graphs(graphs, videos: int = 30, prompts=PROMPTS, memories=MEMORY_MODES, settings: VideoSettings = EVAL_SETTINGS,
-                    threads: int | None = None, progress=print) -> list[Summary]:
-    """J&F of exported graphs on `videos` held-out videos, for each prompt and memory mode."""
+                    threads: int | None = None, progress=print, refine_clicks: tuple[int, ...] = ()) -> list[Summary]:
+    """J&F of exported graphs on `videos` held-out videos, for each prompt and memory mode; and, for
+    each n in refine_clicks, of the click prompt refined to n clicks on frame 0 (memory on): how much
+    a user's further clicks improve the mask and what is tracked from it."""
     from streamsam.backend import OnnxRuntimeBackend
 
     backend = OnnxRuntimeBackend(graphs, threads=threads) if not hasattr(graphs, "run") else graphs
-    scores: dict[tuple[str, str], list[ObjectScores]] = {(p, m): [] for p in prompts for m in memories}
-    absent: dict[tuple[str, str], list[bool]] = {key: [] for key in scores}
+    runs = [(p, m, 1 if p == "click" else 0) for p in prompts for m in memories]
+    runs += [("click", "on", n) for n in refine_clicks if ("click", "on", n) not in runs]
+    scores: dict[tuple[str, str, int], list[ObjectScores]] = {key: [] for key in runs}
+    absent: dict[tuple[str, str, int], list[bool]] = {key: [] for key in runs}
+    prompted: dict[tuple[str, str, int], list[float]] = {key: [] for key in runs}
     began = time.perf_counter()
     for index in range(videos):
         video, objects = evaluation_video(index, settings)
-        for prompt in prompts:
-            for memory in memories:
-                pred = run_video(backend, video, objects, prompt, memory)
-                for i, obj in enumerate(objects):
-                    gt = video.masks[:, obj]
-                    scores[prompt, memory].append(video_scores(gt, pred[:, i], skip_frames=(0,)))
-                    gone = ~gt[1:].reshape(gt.shape[0] - 1, -1).any(1)
-                    absent[prompt, memory] += list(~pred[1:, i].reshape(gt.shape[0] - 1, -1).any(1)[gone])
+        for key in runs:
+            prompt, memory, clicks = key
+            pred = run_video(backend, video, objects, prompt, memory, clicks=max(clicks, 1))
+            for i, obj in enumerate(objects):
+                gt = video.masks[:, obj]
+                scores[key].append(video_scores(gt, pred[:, i], skip_frames=(0,)))
+                gone = ~gt[1:].reshape(gt.shape[0] - 1, -1).any(1)
+                absent[key] += list(~pred[1:, i].reshape(gt.shape[0] - 1, -1).any(1)[gone])
+                prompted[key].append(float((gt[0] & pred[0, i]).sum() / max((gt[0] | pred[0, i]).sum(), 1)))
         if progress is not None:
             progress(f"video {index + 1}/{videos}: {len(objects)} object(s), {time.perf_counter() - began:.0f} s")
     summaries = []
-    for (prompt, memory), items in scores.items():
+    for key, items in scores.items():
+        prompt, memory, clicks = key
         j = float(np.mean([s.j for s in items]))
         f = float(np.mean([s.f for s in items]))
-        gone = absent[prompt, memory]
-        summaries.append(Summary(prompt, memory, len(items), j, f, (j + f) / 2, len(gone), float(np.mean(gone)) if gone else float("nan")))
+        gone = absent[key]
+        summaries.append(Summary(prompt, memory, len(items), j, f, (j + f) / 2, len(gone), float(np.mean(gone)) if gone else float("nan"),
+                                 clicks, float(np.mean(prompted[key]))))
     return summaries
 
 
 def table(summaries: list[Summary]) -> str:
-    head = "| prompt on frame 0 | memory | objects | J | F | J&F | absent frames predicted empty |\n|---|---|---|---|---|---|---|"
+    head = ("| prompt on frame 0 | memory | objects | J on frame 0 | J | F | J&F | absent frames predicted empty |\n"
+            "|---|---|---|---|---|---|---|---|")
     return "\n".join([head] + [s.row() for s in summaries])
 
 
@@ -164,6 +189,8 @@ def main(argv: list[str] | None = None) -> list[Summary]:
     p.add_argument("--videos", type=int, default=30)
     p.add_argument("--prompts", default=",".join(PROMPTS), help=f"comma-separated, of {PROMPTS}")
     p.add_argument("--memory", default=",".join(MEMORY_MODES), help=f"comma-separated, of {MEMORY_MODES}")
+    p.add_argument("--refine-clicks", default="", help="comma-separated click counts, e.g. 2,3: the click prompt refined on frame 0 "
+                   "by correction clicks at the centre of each mask's largest error (memory on)")
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
     p.add_argument("--keep-graphs", type=Path, help="export into this folder instead of a temporary one")
     p.add_argument("--out", type=Path, help="write the results as JSON here")
@@ -171,6 +198,9 @@ def main(argv: list[str] | None = None) -> list[Summary]:
     prompts = tuple(x for x in args.prompts.split(",") if x)
     memories = tuple(x for x in args.memory.split(",") if x)
     bad = [x for x in prompts if x not in PROMPTS] + [x for x in memories if x not in MEMORY_MODES]
+    refine = tuple(int(x) for x in args.refine_clicks.split(",") if x.strip().isdigit())
+    if len(refine) != len([x for x in args.refine_clicks.split(",") if x]) or any(n < 2 for n in refine):
+        p.error(f"received --refine-clicks {args.refine_clicks!r}; expected click counts of 2 or more, comma-separated (e.g. 2,3)")
     if bad or args.videos < 1:
         p.error(f"received prompts {prompts}, memory {memories}, videos {args.videos}; expected prompts of {PROMPTS}, memory of {MEMORY_MODES}, videos >= 1")
 
@@ -186,7 +216,7 @@ def main(argv: list[str] | None = None) -> list[Summary]:
             model = load_checkpoint(args.checkpoint, config=config, image_size=config.image_size)
             graphs = args.keep_graphs or Path(tmp) / "graphs"
             export_model(model, graphs, ExportOptions(max_prompted_frames=2), progress=print)
-        summaries = evaluate_graphs(graphs, args.videos, prompts, memories, threads=args.threads)
+        summaries = evaluate_graphs(graphs, args.videos, prompts, memories, threads=args.threads, refine_clicks=refine)
     print(table(summaries))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

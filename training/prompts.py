@@ -73,6 +73,35 @@ def center_clicks(targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return points, np.full((n, 1), LABEL_POSITIVE, np.int32)
 
 
+def error_center_clicks(targets: np.ndarray, predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The official evaluation's correction click (sample_one_point_from_error_center): the pixel
+    farthest from the boundary of the errors, positive in a missed part, negative in a false
+    positive, whichever error reaches deeper. Where the prediction is exact, a positive click at
+    the object's centre (a user satisfied with a mask adds nothing that moves it).
+    -> points [n, 1, 2], labels [n, 1]."""
+    import cv2
+
+    targets, predictions = _check_masks(targets), _check_masks(predictions)
+    if targets.shape != predictions.shape:
+        raise ValueError(f"error_center_clicks | received targets {targets.shape} and predictions {predictions.shape}; expected equal shapes")
+    n = len(targets)
+    points, labels = center_clicks(targets)
+    for i in range(n):
+        depths = []
+        for error in (targets[i] & ~predictions[i], predictions[i] & ~targets[i]):  # missed, then false positive
+            # Pad so that the frame border counts as boundary.
+            distance = cv2.distanceTransform(np.pad(error.astype(np.uint8), 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
+            depths.append(distance)
+        missed, extra = depths
+        if max(missed.max(), extra.max()) == 0:
+            continue
+        deeper = missed if missed.max() >= extra.max() else extra
+        y, x = np.unravel_index(int(np.argmax(deeper)), deeper.shape)
+        points[i, 0] = (x, y)
+        labels[i, 0] = LABEL_POSITIVE if deeper is missed else LABEL_NEGATIVE
+    return points, labels
+
+
 def tight_boxes(targets: np.ndarray) -> np.ndarray:
     """Each object's bounding box (x0, y0, x1, y1), corners on pixel edges: [n, 4]."""
     targets = _check_masks(targets)
