@@ -157,6 +157,15 @@ CONFIGS["demo"] = Sam2Config(
 )
 
 
+# The demo model at larger inputs (its weights fine-tuned there): the last two stages' windows
+# cover their grids as 16 and 8 cover them at 256, so those stages stay global.
+for _size in (384, 512):
+    CONFIGS[f"demo_{_size}"] = dataclasses.replace(
+        CONFIGS["demo"], name=f"demo_{_size}", image_size=_size,
+        hiera=dataclasses.replace(CONFIGS["demo"].hiera, window_spec=(8, 4, _size // 16, _size // 32)),
+    )
+
+
 def get_config(name: str, image_size: int | None = None) -> Sam2Config:
     """A config by name ('sam2.1_hiera_tiny', 'tiny' for the SAM 2.1 one, 'sam2_hiera_b+', ...)."""
     key = name

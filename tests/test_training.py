@@ -227,6 +227,23 @@ def test_demo_config_is_the_proposed_size():
     assert get_training_config("demo") == DEMO_CONFIG
 
 
+@pytest.mark.parametrize("name", ["demo_384", "demo_512"])
+def test_the_demo_model_at_a_larger_input_keeps_its_weights_and_its_global_stages(name):
+    """The demo weights load unchanged at 384 or 512 (train.py --init, then fine-tuning there), and
+    the last two Hiera stages still attend over their whole grid, as they do at 256."""
+    from streamsam.export.config import BACKBONE_STRIDE
+    from streamsam.export.modeling.sam2_model import Sam2Model
+    from training.demo_config import DEMO_CONFIG, get_training_config
+
+    config = get_training_config(name)
+    assert config.image_size == int(name.split("_")[1]) and config.d_model == DEMO_CONFIG.d_model
+    for c in (config, DEMO_CONFIG):  # the stride-16 and stride-32 grids are one window each
+        assert c.hiera.window_spec[2:] == (c.image_size // BACKBONE_STRIDE, c.image_size // (2 * BACKBONE_STRIDE))
+    with torch.device("meta"):
+        small, large = Sam2Model(DEMO_CONFIG).state_dict(), Sam2Model(config).state_dict()
+    assert {k: v.shape for k, v in small.items()} == {k: v.shape for k, v in large.items()}
+
+
 def test_losses_prefer_the_best_multimask_output_and_ignore_masks_of_absent_objects():
     from training.losses import step_losses
 

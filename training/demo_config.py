@@ -23,6 +23,7 @@ from streamsam.export.config import Sam2Config, get_config
 DEMO_CONFIG = get_config("demo")
 
 
-def get_training_config(name: str) -> Sam2Config:
-    """A config registered in streamsam.export.config ('demo', 'reduced', ...)."""
-    return get_config(name)
+def get_training_config(name: str, image_size: int | None = None) -> Sam2Config:
+    """A config registered in streamsam.export.config ('demo', 'reduced', ...), at its own input
+    size or at image_size."""
+    return get_config(name, image_size)

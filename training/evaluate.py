@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> list[Summary]:
     source.add_argument("--checkpoint", type=Path, help='a {"model": state_dict} file (exported to ONNX first)')
     source.add_argument("--graphs", type=Path, help="an exported folder (skips the export)")
     p.add_argument("--config", default="demo", help="the checkpoint's config (default demo)")
+    p.add_argument("--image-size", type=int, help="export the checkpoint at this input size (default: the config's)")
     p.add_argument("--videos", type=int, default=30)
     p.add_argument("--prompts", default=",".join(PROMPTS), help=f"comma-separated, of {PROMPTS}")
     p.add_argument("--memory", default=",".join(MEMORY_MODES), help=f"comma-separated, of {MEMORY_MODES}")
@@ -212,7 +213,7 @@ def main(argv: list[str] | None = None) -> list[Summary]:
 
             from .demo_config import get_training_config
 
-            config = get_training_config(args.config)
+            config = get_training_config(args.config, args.image_size)
             model = load_checkpoint(args.checkpoint, config=config, image_size=config.image_size)
             graphs = args.keep_graphs or Path(tmp) / "graphs"
             export_model(model, graphs, ExportOptions(max_prompted_frames=2), progress=print)
@@ -222,6 +223,7 @@ def main(argv: list[str] | None = None) -> list[Summary]:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+            "image_size": args.image_size,
             "graphs": str(args.graphs) if args.graphs else None,
             "videos": args.videos,
             "video_settings": json.loads(json.dumps(dataclasses.asdict(EVAL_SETTINGS))),

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .demo_config import DEMO_CONFIG
+from .demo_config import DEMO_CONFIG, get_training_config
 from .prompts import center_clicks
 from .videos import VideoSettings, generate_video
 
@@ -78,16 +78,19 @@ def write_clip(out: Path) -> dict:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m training.package_demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, type=Path, help="model.pt of a training run (its recipe.json beside it)")
+    p.add_argument("--config", help="the checkpoint's config (default: the one its recipe.json names, else demo)")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "runtime" / "demo_model")
     args = p.parse_args(argv)
 
     from streamsam.export.checkpoint import load_checkpoint
     from streamsam.export.onnx_export import ExportOptions, export_model
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    model = load_checkpoint(args.checkpoint, config=DEMO_CONFIG, image_size=DEMO_CONFIG.image_size)
-    export_model(model, args.out, ExportOptions(weights="float16"))
     recipe = args.checkpoint.parent / "recipe.json"
+    recorded = json.loads(recipe.read_text()).get("config", {}).get("name", DEMO_CONFIG.name) if recipe.is_file() else DEMO_CONFIG.name
+    config = get_training_config(args.config or recorded)
+    args.out.mkdir(parents=True, exist_ok=True)
+    model = load_checkpoint(args.checkpoint, config=config, image_size=config.image_size)
+    export_model(model, args.out, ExportOptions(weights="float16"))
     if recipe.is_file():
         shutil.copyfile(recipe, args.out / "recipe.json")
     clip = write_clip(args.out)

@@ -238,6 +238,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", required=True, type=Path, help="run folder (checkpoints, recipe.json, log.jsonl)")
     p.add_argument("--steps", required=True, type=int, help="optimizer steps")
     p.add_argument("--config", default="demo", help="model config: demo (default) or a registered one such as reduced")
+    p.add_argument("--image-size", type=int, help="the model's input size (default: the config's; the weights of --init "
+                   "carry over to another size: position embeddings are interpolated, RoPE follows the grid)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--frames", type=int, default=8, help="frames per clip")
     p.add_argument("--max-objects", type=int, default=3, help="objects per clip")
@@ -299,7 +301,7 @@ def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = get_training_config(args.config)
+    config = get_training_config(args.config, args.image_size)
     videos = VideoSettings(height=config.image_size, width=config.image_size, num_frames=args.frames, squash_range=(1.0, args.squash_max))
     recipe = RecipeSettings(max_objects=args.max_objects, max_correction_clicks=args.max_correction_clicks,
                             prompt_probabilities=args.prompt_probabilities,
