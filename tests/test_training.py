@@ -386,6 +386,25 @@ def test_evaluation_through_the_runtime_with_memory_on_and_off(reduced_graphs):
     assert summaries[0].prompted_j > 0.9  # a mask prompt is the prompted frame's output as it is
 
 
+def test_evaluations_split_by_prompt_combine_into_one_results_file(tmp_path):
+    from training import evaluate
+
+    def part(name, prompt, videos=30):
+        row = dataclasses.asdict(evaluate.Summary(prompt, "on", 87, 0.5, 0.4, 0.45, 10, 0.1, 1 if prompt == "click" else 0, 0.6))
+        path = tmp_path / name
+        path.write_text(json.dumps({"graphs": "g", "checkpoint": None, "videos": videos, "results": [row]}))
+        return path
+
+    out = tmp_path / "eval.json"
+    summaries = evaluate.main(["--combine", str(part("a.json", "click")), str(part("b.json", "box")), "--out", str(out)])
+    assert [s.label for s in summaries] == ["click", "box"]
+    assert [row["prompt"] for row in json.loads(out.read_text())["results"]] == ["click", "box"]
+    with pytest.raises(SystemExit, match="videos differ"):
+        evaluate.main(["--combine", str(part("a.json", "click")), str(part("c.json", "mask", videos=10)), "--out", str(out)])
+    with pytest.raises(SystemExit, match="the same prompt"):
+        evaluate.main(["--combine", str(part("a.json", "click")), str(part("d.json", "click")), "--out", str(out)])
+
+
 def test_the_correction_click_goes_to_the_centre_of_the_largest_error():
     from streamsam.contracts import LABEL_NEGATIVE, LABEL_POSITIVE
     from training.prompts import error_center_clicks

@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> list[Summary]:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", type=Path, help='a {"model": state_dict} file (exported to ONNX first)')
     source.add_argument("--graphs", type=Path, help="an exported folder (skips the export)")
+    source.add_argument("--combine", type=Path, nargs="+", help="join the --out files of runs that split the prompts "
+                        "(one process per core) into one --out")
     p.add_argument("--config", default="demo", help="the checkpoint's config (default demo)")
     p.add_argument("--image-size", type=int, help="export the checkpoint at this input size (default: the config's)")
     p.add_argument("--videos", type=int, default=30)
@@ -196,6 +198,10 @@ def main(argv: list[str] | None = None) -> list[Summary]:
     p.add_argument("--keep-graphs", type=Path, help="export into this folder instead of a temporary one")
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     args = p.parse_args(argv)
+    if args.combine:
+        if not args.out:
+            p.error("received --combine without --out; expected --out for the joined results")
+        return combine(args.combine, args.out)
     prompts = tuple(x for x in args.prompts.split(",") if x)
     memories = tuple(x for x in args.memory.split(",") if x)
     bad = [x for x in prompts if x not in PROMPTS] + [x for x in memories if x not in MEMORY_MODES]
@@ -223,6 +229,7 @@ def main(argv: list[str] | None = None) -> list[Summary]:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+            "config": args.config if args.checkpoint else None,
             "image_size": args.image_size,
             "graphs": str(args.graphs) if args.graphs else None,
             "videos": args.videos,
@@ -231,6 +238,26 @@ def main(argv: list[str] | None = None) -> list[Summary]:
             "results": [dataclasses.asdict(s) for s in summaries],
         }
         args.out.write_text(json.dumps(payload, indent=2) + "\n")
+    return summaries
+
+
+def combine(parts: list[Path], out: Path) -> list[Summary]:
+    """One results file from runs of the same model and videos that each took some of the prompts."""
+    payloads = [json.loads(Path(part).read_text()) for part in parts]
+    same = ("checkpoint", "graphs", "config", "image_size", "videos", "video_settings", "seeds")
+    for part, payload in zip(parts[1:], payloads[1:]):
+        differ = [key for key in same if payload.get(key) != payloads[0].get(key)]
+        if differ:
+            raise SystemExit(f"--combine | received {part} whose {', '.join(differ)} differ from {parts[0]}'s; expected runs of "
+                             "the same model on the same videos")
+    joined = {**payloads[0], "results": [row for payload in payloads for row in payload["results"]]}
+    keys = [(row["prompt"], row["memory"], row.get("clicks", 0)) for row in joined["results"]]
+    if len(set(keys)) != len(keys):
+        raise SystemExit(f"--combine | received the same prompt and memory setting in two parts ({keys}); expected each once")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(joined, indent=2) + "\n")
+    summaries = [Summary(**row) for row in joined["results"]]
+    print(table(summaries))
     return summaries
 
 
