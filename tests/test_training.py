@@ -500,6 +500,33 @@ def test_memory_probe_scores_tracked_frames_with_the_right_and_a_swapped_prompt(
     assert 0 <= result["tracked_iou_right_prompt"] <= 1 and 0 <= result["tracked_iou_swapped_prompt"] <= 1
 
 
+def test_heads_probe_removes_the_high_resolution_features_and_ranks_object_scores(tmp_path, capsys):
+    from streamsam.export.random_weights import seeded_state_dict
+    from training import probe_heads, train
+    from training.rollout import RecipeSettings
+
+    assert probe_heads.auc(np.array([0.0, 1.0]), np.array([2.0, 3.0])) == 1.0
+    assert probe_heads.auc(np.array([2.0]), np.array([1.0, 2.0])) == 0.25
+    model = train.new_model(train.get_training_config("reduced"), 0)
+    model.load_state_dict(seeded_state_dict(model.state_dict()))
+    model.eval()
+    rollout = probe_heads.RecordingRollout(model, RecipeSettings(prompt_probabilities=(0.0, 0.0, 1.0), max_correction_clicks=0))
+    clip, rng = train.draw_clip((9, 0), VideoSettings(height=256, width=256, num_frames=2), rollout.recipe)
+    masks = {}
+    for zero in (False, True):
+        rollout.zero_high_res, rollout.outputs = zero, []
+        with torch.no_grad():
+            rollout.forward(clip, np.random.default_rng(0))
+        masks[zero] = torch.cat([out.multimasks for out in rollout.outputs])
+    assert not torch.allclose(masks[False], masks[True])  # the ablation reaches the decoder
+    checkpoint = tmp_path / "model.pt"
+    torch.save({"model": model.state_dict()}, checkpoint)
+    result = probe_heads.main(["--checkpoint", str(checkpoint), "--config", "reduced", "--clips", "2", "--frames", "3"])
+    printed = json.loads(capsys.readouterr().out)  # one JSON line (AUC is NaN when no frame is absent)
+    assert printed.keys() == result.keys() and printed["tracked_iou"] == result["tracked_iou"]
+    assert 0 <= result["tracked_iou"] <= 1 and 0 <= result["tracked_iou_without_high_res_features"] <= 1
+
+
 def test_memory_match_init_makes_the_memory_say_where_the_prompted_object_went():
     """On oracle features, a memory of object A's mask and one of object B's must change the next
     frame's conditioned features where A and B now are, not everywhere: with init_memory_match each
