@@ -75,14 +75,15 @@ def test_the_bundled_demo_model_says_how_it_was_made_and_how_well_it_tracks():
     from streamsam.manifest import file_sha256, read_manifest
 
     manifest = read_manifest(BUNDLED)  # the graphs' contract, checked as the runtime checks it
-    assert manifest.config["name"] == "demo"
+    assert manifest.config["name"] == "demo_384" and manifest.dims.image_size == 384  # trained at 256, shipped at 384
     for graph in manifest.graphs.values():  # what ships is what was exported and evaluated
         assert file_sha256(BUNDLED / graph.file) == graph.sha256
     size = sum(p.stat().st_size for p in BUNDLED.iterdir())
     assert size < 12e6, f"the bundled model and clip take {size / 1e6:.1f} MB; the issue asks for a few MB"
     recipe = json.loads((BUNDLED / "recipe.json").read_text())
     assert recipe["config"]["name"] == "demo" and recipe["seed"] == 0 and recipe["command"].startswith("python -m training.train")
-    assert recipe["progress"]["checkpoint"] == "checkpoint_000750.pt"  # the checkpoint packaged
+    assert recipe["packaged"]["checkpoint"] == "checkpoint_000750.pt"  # of the run whose record this is
+    assert recipe["packaged"]["config"] == manifest.config["name"]
     phases = []  # each run's recipe keeps the recipe of the run it started from (--init)
     while recipe:
         phases.append(recipe)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +92,11 @@ def main(argv: list[str] | None = None) -> None:
     model = load_checkpoint(args.checkpoint, config=config, image_size=config.image_size)
     export_model(model, args.out, ExportOptions(weights="float16"))
     if recipe.is_file():
-        shutil.copyfile(recipe, args.out / "recipe.json")
+        made = json.loads(recipe.read_text())
+        # The run's record, plus what was shipped: the run may have trained at another input size.
+        made["packaged"] = {"checkpoint": args.checkpoint.name, "config": config.name, "image_size": config.image_size,
+                            "command": "python -m training.package_demo " + " ".join(argv if argv is not None else sys.argv[1:])}
+        (args.out / "recipe.json").write_text(json.dumps(made, indent=2) + "\n")
     clip = write_clip(args.out)
     print(f"wrote {args.out}: graphs, recipe.json, a {CLIP_SETTINGS.num_frames}-frame clip with {len(clip['clicks'])} objects")
 

@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> dict:
         "absent_frames": len(absent),
         "present_frames": len(present),
         "object_score_auc": round(auc(absent, present), 3),
+        "median_score_absent": round(float(np.median(absent)), 3) if len(absent) else float("nan"),
+        "median_score_present": round(float(np.median(present)), 3) if len(present) else float("nan"),
         "absent_scored_absent": round(float((absent < 0).mean()), 3) if len(absent) else float("nan"),
         "present_scored_absent": round(float((present < 0).mean()), 3) if len(present) else float("nan"),
     }
