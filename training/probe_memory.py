@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .demo_config import get_training_config
-from .rollout import ClipRollout, RecipeSettings
-from .train import VALIDATION_STREAM, clip_seed, draw_clip, load_weights, new_model
+from .rollout import MASK_ON_FIRST_FRAME, ClipRollout
+from .train import VALIDATION_STREAM, clip_seed, draw_clip, load_trained
 from .videos import VideoSettings
 
 PROBE_SEED = 7  # run seed of the validation stream's clips, apart from training runs' validation (their --seed)
@@ -43,12 +42,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--clips", type=int, default=16)
     p.add_argument("--frames", type=int, default=8)
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    config = get_training_config(args.config)
-    model = new_model(config, 0)
-    load_weights(model, args.checkpoint)
-    model.eval()
-    recipe = RecipeSettings(prompt_probabilities=(1.0, 0.0, 0.0), first_frame_probability=1.0, max_correction_clicks=0)
+    model = load_trained(args.config, args.checkpoint)
+    config, recipe = model.config, MASK_ON_FIRST_FRAME
     rollout = ClipRollout(model, recipe, oracle=args.oracle_features)
     videos = VideoSettings(height=config.image_size, width=config.image_size, num_frames=args.frames)
     right, swapped = [], []

@@ -75,6 +75,10 @@ class RecipeSettings:
             )
 
 
+# Probes and validation: every object prompted with its mask on frame 0, then tracked, no corrections.
+MASK_ON_FIRST_FRAME = RecipeSettings(prompt_probabilities=(1.0, 0.0, 0.0), first_frame_probability=1.0, max_correction_clicks=0)
+
+
 @dataclass
 class Clip:
     """One training sample: frames, the chosen objects' masks and how they are prompted."""

@@ -115,6 +115,14 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
     model.load_state_dict(state.get("model", state))
 
 
+def load_trained(config_name: str, checkpoint: Path) -> torch.nn.Module:
+    """A trained model in eval mode, on one thread: what the probes measure."""
+    torch.set_num_threads(1)
+    model = new_model(get_training_config(config_name), 0)
+    load_weights(model, checkpoint)
+    return model.eval()
+
+
 def init_for_training(model: torch.nn.Module, decoder_qk_tie: float = 0.0) -> None:
     """Weights for training from scratch: PyTorch's defaults, plus what the official model
     initialises itself (truncated normal, std 0.02, for the learned embeddings that our model
