@@ -157,8 +157,8 @@ CONFIGS["demo"] = Sam2Config(
 )
 
 
-# The demo model at larger inputs (its weights fine-tuned there): the last two stages' windows
-# cover their grids as 16 and 8 cover them at 256, so those stages stay global.
+# The demo weights at larger inputs (the bundled model runs as demo_384): the last two stages'
+# windows cover their grids as 16 and 8 cover them at 256, so those stages stay global.
 for _size in (384, 512):
     CONFIGS[f"demo_{_size}"] = dataclasses.replace(
         CONFIGS["demo"], name=f"demo_{_size}", image_size=_size,

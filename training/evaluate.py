@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import ObjectScores, video_scores
+from .metrics import ObjectScores, region_similarity, video_scores
 from .prompts import center_clicks, error_center_clicks, tight_boxes
 from .videos import Video, VideoSettings, generate_video
 
@@ -160,7 +160,7 @@ def evaluate_graphs(graphs, videos: int = 30, prompts=PROMPTS, memories=MEMORY_M
                 scores[key].append(video_scores(gt, pred[:, i], skip_frames=(0,)))
                 gone = ~gt[1:].reshape(gt.shape[0] - 1, -1).any(1)
                 absent[key] += list(~pred[1:, i].reshape(gt.shape[0] - 1, -1).any(1)[gone])
-                prompted[key].append(float((gt[0] & pred[0, i]).sum() / max((gt[0] | pred[0, i]).sum(), 1)))
+                prompted[key].append(region_similarity(gt[0], pred[0, i]))
         if progress is not None:
             progress(f"video {index + 1}/{videos}: {len(objects)} object(s), {time.perf_counter() - began:.0f} s")
     summaries = []
@@ -205,8 +205,9 @@ def main(argv: list[str] | None = None) -> list[Summary]:
     prompts = tuple(x for x in args.prompts.split(",") if x)
     memories = tuple(x for x in args.memory.split(",") if x)
     bad = [x for x in prompts if x not in PROMPTS] + [x for x in memories if x not in MEMORY_MODES]
-    refine = tuple(int(x) for x in args.refine_clicks.split(",") if x.strip().isdigit())
-    if len(refine) != len([x for x in args.refine_clicks.split(",") if x]) or any(n < 2 for n in refine):
+    words = [x for x in args.refine_clicks.split(",") if x]
+    refine = tuple(int(x) for x in words if x.strip().isdigit())
+    if len(refine) != len(words) or any(n < 2 for n in refine):
         p.error(f"received --refine-clicks {args.refine_clicks!r}; expected click counts of 2 or more, comma-separated (e.g. 2,3)")
     if bad or args.videos < 1:
         p.error(f"received prompts {prompts}, memory {memories}, videos {args.videos}; expected prompts of {PROMPTS}, memory of {MEMORY_MODES}, videos >= 1")

@@ -85,14 +85,13 @@ def main(argv: list[str] | None = None) -> None:
     from streamsam.export.checkpoint import load_checkpoint
     from streamsam.export.onnx_export import ExportOptions, export_model
 
-    recipe = args.checkpoint.parent / "recipe.json"
-    recorded = json.loads(recipe.read_text()).get("config", {}).get("name", DEMO_CONFIG.name) if recipe.is_file() else DEMO_CONFIG.name
-    config = get_training_config(args.config or recorded)
+    recipe_path = args.checkpoint.parent / "recipe.json"
+    made = json.loads(recipe_path.read_text()) if recipe_path.is_file() else None
+    config = get_training_config(args.config or (made or {}).get("config", {}).get("name", DEMO_CONFIG.name))
     args.out.mkdir(parents=True, exist_ok=True)
     model = load_checkpoint(args.checkpoint, config=config, image_size=config.image_size)
     export_model(model, args.out, ExportOptions(weights="float16"))
-    if recipe.is_file():
-        made = json.loads(recipe.read_text())
+    if made is not None:
         # The run's record, plus what was shipped: the run may have trained at another input size.
         made["packaged"] = {"checkpoint": args.checkpoint.name, "config": config.name, "image_size": config.image_size,
                             "command": "python -m training.package_demo " + " ".join(argv if argv is not None else sys.argv[1:])}
