@@ -259,6 +259,27 @@ def test_losses_prefer_the_best_multimask_output_and_ignore_masks_of_absent_obje
     assert float(terms.iou) == pytest.approx(0.0, abs=1e-6)  # predicted IoUs equal the actual ones
 
 
+def test_absent_objects_can_teach_an_empty_mask_and_weigh_more_in_the_score():
+    """--absent-mask-weight pushes an absent object's mask to empty (SAM 2 leaves it to the score);
+    --absent-score-weight scales that object's score BCE and leaves a present one's alone."""
+    from training.losses import LossWeights, step_losses
+
+    target = torch.zeros(2, 16, 16)
+    target[0, 4:12, 4:12] = 1  # object 1 is absent
+    present_mask = (target[0] * 20 - 10)[None, None].expand(1, 3, -1, -1)
+    masks = torch.cat([present_mask, torch.full((1, 3, 16, 16), 5.0)])  # object 1 predicted everywhere
+    ious, scores = torch.tensor([[1.0] * 3, [0.0] * 3]), torch.tensor([[10.0], [2.0]])
+    official = step_losses(masks, ious, scores, target)
+    weighted = step_losses(masks, ious, scores, target, LossWeights(absent_mask=1.0, absent_score=4.0))
+    assert float(official.dice) < 0.01 and float(weighted.dice) > 0.4  # the full mask on an absent object now costs
+    assert float(weighted.focal) > float(official.focal) + 0.1
+    bce_absent = float(torch.nn.functional.softplus(torch.tensor(2.0))) / 2  # divided by the 2 objects
+    assert float(official.score) == pytest.approx(bce_absent, rel=1e-3)
+    assert float(weighted.score) == pytest.approx(4 * bce_absent, rel=1e-3)
+    empty = torch.cat([present_mask, torch.full((1, 3, 16, 16), -10.0)])
+    assert float(step_losses(empty, ious, scores, target, LossWeights(absent_mask=1.0)).dice) < 0.01
+
+
 def test_loss_weights_choose_the_best_mask_and_weigh_the_total():
     from training.losses import LossWeights, step_losses
 
@@ -627,12 +648,15 @@ def test_the_object_score_and_high_resolution_feature_weights_from_the_command_l
 
     args = ["--steps", "1", "--config", "reduced", "--frames", "3", "--max-objects", "2", "--max-correction-clicks", "0",
             "--val-clips", "2", "--image-fraction", "0", "--lr", "1e-12", "--log-every", "1"]
-    train.main(["--out", str(tmp_path / "run"), "--score-weight", "5", "--high-res-feature-weight", "1"] + args)
+    train.main(["--out", str(tmp_path / "run"), "--score-weight", "5", "--high-res-feature-weight", "1",
+                "--absent-mask-weight", "2", "--absent-score-weight", "3", "--exit-probability", "0.5"] + args)
     logged = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
     assert logged["high_res_feature"] > 0
     weights = logged["total"] - (logged["focal"] * 20 + logged["dice"] + logged["iou"] + 5 * logged["score"] + logged["high_res_feature"])
     assert abs(weights) < 1e-3 * max(1.0, logged["total"])
     recipe = json.loads((tmp_path / "run" / "recipe.json").read_text())
     assert recipe["recipe"]["loss_weights"]["score"] == 5.0 and recipe["recipe"]["loss_weights"]["high_res_feature"] == 1.0
+    assert recipe["recipe"]["loss_weights"]["absent_mask"] == 2.0 and recipe["recipe"]["loss_weights"]["absent_score"] == 3.0
+    assert recipe["videos"]["exit_probability"] == 0.5
     progress = recipe["progress"]
     assert 0.0 <= progress["validation_absent_empty"] <= 1.0 or math.isnan(progress["validation_absent_empty"])

@@ -4,7 +4,8 @@ BCE), for one decoder step on a batch of objects.
 Weights (`LossWeights`) default to SAM 2.1's training configs: mask (focal) 20, dice 1, IoU 1,
 object score 1; focal alpha 0.25, gamma 2; IoU as L1 and supervised on every multimask output. With
 several mask outputs only the best one (least weighted focal + dice) gets the mask losses. Mask and IoU losses count only
-for objects present in the frame; absent objects teach the object score alone. Everything is
+for objects present in the frame; absent objects teach the object score alone (unless
+`absent_mask` > 0: then their masks are also pushed to empty, a training aid). Everything is
 summed over objects and divided by the number of objects.
 """
 
@@ -30,6 +31,10 @@ class LossWeights:
     score: float = 1.0
     feature: float = 0.0  # segment_contrast on the image encoder's features; not in SAM 2 (training aid, train.py --feature-weight)
     high_res_feature: float = 0.0  # the same on sampled pixels of the high-resolution features (--high-res-feature-weight)
+    # Not SAM 2's (there an absent object teaches the score alone, and 1 : 1): absent objects' masks
+    # pushed to empty, and their score BCE weighed up (absent frames are rare in short clips).
+    absent_mask: float = 0.0
+    absent_score: float = 1.0
 
 
 @dataclass
@@ -116,13 +121,15 @@ def step_losses(
         iou_target = actual_ious(logits, target)
     present = targets.flatten(1).amax(1) > 0.5  # [n]
     weight = present.float()
+    mask_weight = weight + weights.absent_mask * (1 - weight)
     iou = F.l1_loss(predicted_ious.float(), iou_target, reduction="none").mean(1)
     score = F.binary_cross_entropy_with_logits(object_score_logits.float()[:, 0], weight, reduction="none")
+    score_weight = weight + weights.absent_score * (1 - weight)
     return LossTerms(
-        focal=(focal.gather(1, best)[:, 0] * weight).sum() / n,
-        dice=(dice.gather(1, best)[:, 0] * weight).sum() / n,
+        focal=(focal.gather(1, best)[:, 0] * mask_weight).sum() / n,
+        dice=(dice.gather(1, best)[:, 0] * mask_weight).sum() / n,
         iou=(iou * weight).sum() / n,
-        score=score.sum() / n,
+        score=(score * score_weight).sum() / n,
     )
 
 

@@ -267,6 +267,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="weight of losses.segment_contrast on the image encoder's features (0: SAM 2's losses only)")
     p.add_argument("--score-weight", type=float, default=LossWeights.score,
                    help="weight of the object-score BCE (SAM 2.1: 1); absent frames are few in 8-frame clips")
+    p.add_argument("--absent-mask-weight", type=float, default=LossWeights.absent_mask,
+                   help="push the masks of absent objects (out of frame, hidden) to empty with this weight x the mask losses "
+                        "(0, SAM 2: absent objects teach the object score only)")
+    p.add_argument("--absent-score-weight", type=float, default=LossWeights.absent_score,
+                   help="weight of the object-score BCE on absent objects relative to present ones (SAM 2: 1)")
+    p.add_argument("--exit-probability", type=float, default=VideoSettings.exit_probability,
+                   help="chance that a path's control point lies outside the frame (the object leaves and comes back)")
     p.add_argument("--high-res-feature-weight", type=float, default=LossWeights.high_res_feature,
                    help="weight of losses.sampled_segment_contrast on the high-resolution features the decoder sharpens edges with")
     p.add_argument("--decoder-qk-tie", type=float, default=2.0,
@@ -310,12 +317,15 @@ def main(argv: list[str] | None = None) -> Path:
     if args.threads:
         torch.set_num_threads(args.threads)
     config = get_training_config(args.config, args.image_size)
-    videos = VideoSettings(height=config.image_size, width=config.image_size, num_frames=args.frames, squash_range=(1.0, args.squash_max))
+    videos = VideoSettings(height=config.image_size, width=config.image_size, num_frames=args.frames, squash_range=(1.0, args.squash_max),
+                           exit_probability=args.exit_probability)
     recipe = RecipeSettings(max_objects=args.max_objects, max_correction_clicks=args.max_correction_clicks,
                             prompt_probabilities=args.prompt_probabilities,
                             loss_weights=LossWeights(focal=args.focal_weight, score=args.score_weight, feature=args.feature_weight,
-                                                     high_res_feature=args.high_res_feature_weight))
+                                                     high_res_feature=args.high_res_feature_weight,
+                                                     absent_mask=args.absent_mask_weight, absent_score=args.absent_score_weight))
     image_videos, image_recipe = image_settings(videos, recipe)
+    val_videos = dataclasses.replace(videos, exit_probability=VideoSettings.exit_probability)  # comparable across runs
     optim = OptimSettings(lr=args.lr, weight_decay=args.weight_decay, warmup_steps=min(args.warmup_steps, args.steps),
                           grad_clip=args.grad_clip, clips_per_step=args.clips_per_step)
     out: Path = args.out
@@ -414,7 +424,7 @@ def main(argv: list[str] | None = None) -> Path:
             window.clear()
         if (step + 1) % args.checkpoint_every == 0 or step + 1 == args.steps or time_up:
             model.eval()
-            val, val_absent = validate(rollout, args.seed, args.val_clips, videos) if args.val_clips else (float("nan"), float("nan"))
+            val, val_absent = validate(rollout, args.seed, args.val_clips, val_videos) if args.val_clips else (float("nan"), float("nan"))
             model.train()
             path = out / f"checkpoint_{step + 1:06d}.pt"
             save_checkpoint(model, path)
