@@ -403,7 +403,7 @@ def test_evaluation_through_the_runtime_with_memory_on_and_off(reduced_graphs):
     assert bank.memory_valid[0].sum() == 1 and bank.memory_tpos[0, 0] == 0 and bank.obj_ptr_valid[0].sum() == 1
     summaries = evaluate_graphs(backend, videos=1, prompts=("mask",), settings=settings, progress=None, refine_clicks=(3,))
     assert [(s.label, s.memory) for s in summaries] == [("mask", "on"), ("mask", "off"), ("3 clicks", "on")]
-    assert all(0 <= s.j <= 1 and 0 <= s.f <= 1 and 0 <= s.prompted_j <= 1 for s in summaries)
+    assert all(0 <= s.j <= 1 and 0 <= s.f <= 1 and 0 <= s.prompted_j <= 1 and 0 <= s.present_empty <= 1 for s in summaries)
     assert summaries[0].prompted_j > 0.9  # a mask prompt is the prompted frame's output as it is
 
 

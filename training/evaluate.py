@@ -126,6 +126,7 @@ class Summary:
     absent_correct: float  # fraction of them predicted empty
     clicks: int = 0  # the click prompt: clicks on frame 0 (the first at the object's centre, then corrections)
     prompted_j: float = float("nan")  # IoU on frame 0, the prompted frame (not in J&F)
+    present_empty: float = float("nan")  # evaluated frames where the object is visible, predicted empty (lost)
 
     @property
     def label(self) -> str:
@@ -133,7 +134,7 @@ class Summary:
 
     def row(self) -> str:
         return (f"| {self.label} | {self.memory} | {self.objects} | {self.prompted_j:.3f} | {self.j:.3f} | {self.f:.3f} | "
-                f"{self.j_and_f:.3f} | {self.absent_correct:.2f} of {self.absent_frames} |")
+                f"{self.j_and_f:.3f} | {self.absent_correct:.2f} of {self.absent_frames} | {self.present_empty:.3f} |")
 
 
 def evaluate_graphs(graphs, videos: int = 30, prompts=PROMPTS, memories=MEMORY_MODES, settings: VideoSettings = EVAL_SETTINGS,
@@ -149,6 +150,7 @@ def evaluate_graphs(graphs, videos: int = 30, prompts=PROMPTS, memories=MEMORY_M
     scores: dict[tuple[str, str, int], list[ObjectScores]] = {key: [] for key in runs}
     absent: dict[tuple[str, str, int], list[bool]] = {key: [] for key in runs}
     prompted: dict[tuple[str, str, int], list[float]] = {key: [] for key in runs}
+    lost: dict[tuple[str, str, int], list[bool]] = {key: [] for key in runs}
     began = time.perf_counter()
     for index in range(videos):
         video, objects = evaluation_video(index, settings)
@@ -159,7 +161,9 @@ def evaluate_graphs(graphs, videos: int = 30, prompts=PROMPTS, memories=MEMORY_M
                 gt = video.masks[:, obj]
                 scores[key].append(video_scores(gt, pred[:, i], skip_frames=(0,)))
                 gone = ~gt[1:].reshape(gt.shape[0] - 1, -1).any(1)
-                absent[key] += list(~pred[1:, i].reshape(gt.shape[0] - 1, -1).any(1)[gone])
+                empty = ~pred[1:, i].reshape(gt.shape[0] - 1, -1).any(1)
+                absent[key] += list(empty[gone])
+                lost[key] += list(empty[~gone])
                 prompted[key].append(region_similarity(gt[0], pred[0, i]))
         if progress is not None:
             progress(f"video {index + 1}/{videos}: {len(objects)} object(s), {time.perf_counter() - began:.0f} s")
@@ -170,13 +174,13 @@ def evaluate_graphs(graphs, videos: int = 30, prompts=PROMPTS, memories=MEMORY_M
         f = float(np.mean([s.f for s in items]))
         gone = absent[key]
         summaries.append(Summary(prompt, memory, len(items), j, f, (j + f) / 2, len(gone), float(np.mean(gone)) if gone else float("nan"),
-                                 clicks, float(np.mean(prompted[key]))))
+                                 clicks, float(np.mean(prompted[key])), float(np.mean(lost[key])) if lost[key] else float("nan")))
     return summaries
 
 
 def table(summaries: list[Summary]) -> str:
-    head = ("| prompt on frame 0 | memory | objects | J on frame 0 | J | F | J&F | absent frames predicted empty |\n"
-            "|---|---|---|---|---|---|---|---|")
+    head = ("| prompt on frame 0 | memory | objects | J on frame 0 | J | F | J&F | absent frames predicted empty | "
+            "present frames predicted empty |\n|---|---|---|---|---|---|---|---|---|")
     return "\n".join([head] + [s.row() for s in summaries])
 
 
