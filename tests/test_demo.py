@@ -13,7 +13,7 @@ from conftest import SHARED_DATA
 from streamsam.cli import main as cli_main
 
 # Of the bundled clip's 3 clicked objects, the 2 that the bundled model follows through the first 24
-# frames (measured 0.80 and 0.78 mean IoU; the third is lost by frame 5): the demo must keep showing them.
+# frames (measured 0.74 and 0.86 mean IoU; the other, 0.42, is lost for a while): the demo must keep showing them.
 DEMO_TRACKED_OBJECTS, DEMO_MIN_IOU = 2, 0.6
 
 
@@ -81,8 +81,9 @@ def test_the_bundled_demo_model_says_how_it_was_made_and_how_well_it_tracks():
     size = sum(p.stat().st_size for p in BUNDLED.iterdir())
     assert size < 12e6, f"the bundled model and clip take {size / 1e6:.1f} MB; the issue asks for a few MB"
     recipe = json.loads((BUNDLED / "recipe.json").read_text())
-    assert recipe["config"]["name"] == "demo" and recipe["seed"] == 0 and recipe["command"].startswith("python -m training.train")
-    assert recipe["packaged"]["checkpoint"] == "checkpoint_000750.pt"  # of the run whose record this is
+    assert recipe["config"]["name"] == "demo" and isinstance(recipe["seed"], int) and recipe["command"].startswith("python -m training.train")
+    assert recipe["packaged"]["checkpoint"] == "model.pt"  # of the run whose record this is
+    assert recipe["recipe"]["loss_weights"]["absent_score"] > 1  # the last phase: absent objects
     assert recipe["packaged"]["config"] == manifest.config["name"]
     phases = []  # each run's recipe keeps the recipe of the run it started from (--init)
     while recipe:
