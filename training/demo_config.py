@@ -14,10 +14,10 @@ Choices (see README.md for the measurements):
   with a 512-wide FFN (the official 4 layers x 2048 is two thirds of tiny's compute), 2 fuser layers.
 - num_maskmem 7 and 16 object pointers: the official memory rules, unchanged.
 
-Training runs at 256, where steps are cheap; the bundled model is then fine-tuned and shipped at 384
-(`demo_384`, registered beside `demo`: the same weights, the last two stages' windows widened to stay
-global), because the 16-pixel cells of the 256 grid, not the weights, set much of its error: the
-same weights track better at 384 before any fine-tuning (training/README.md, "Status").
+Training runs at 256, where steps are cheap; the bundled model ships its weights unchanged at 384
+(`demo_384`, registered beside `demo`: the last two stages' windows widened to stay global), because
+the 16-pixel cells of the 256 grid, not the weights, set much of its error: the same weights track
+better at 384, and fine-tuning there added nothing measurable (training/README.md, "Status").
 """
 
 from __future__ import annotations
