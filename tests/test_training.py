@@ -500,6 +500,52 @@ def test_a_phase_on_oracle_features_trains_memory_and_decoder_but_not_the_image_
     assert json.loads((tmp_path / "oracle" / "recipe.json").read_text())["oracle_features"] is True
 
 
+def test_the_mask_refinement_phase_trains_only_the_path_from_high_resolution_features_to_the_mask(tmp_path):
+    """--trainable mask_refinement: the neck's fine laterals, conv_s0 / conv_s1, the upscaling, the
+    hypernetworks and the IoU head change; what finds the object (trunk, memory, prompt encoder,
+    decoder transformer, object-score head) does not, and the recipe says which parameters trained."""
+    from streamsam.export.checkpoint import read_state_dict
+    from training import train
+
+    args = ["--steps", "2", "--config", "reduced", "--frames", "3", "--max-objects", "2", "--max-correction-clicks", "1",
+            "--val-clips", "1", "--image-fraction", "0", "--lr", "1e-3", "--warmup-steps", "1"]
+    final = train.main(["--out", str(tmp_path / "refine"), "--trainable", "mask_refinement"] + args)
+    trained = read_state_dict(final)
+    start = train.new_model(train.get_training_config("reduced"), 0, 2.0).state_dict()
+    changed = {k for k in start if not torch.equal(start[k], trained[k])}
+    prefixes = train.TRAINABLE["mask_refinement"]
+    assert changed and all(k.startswith(prefixes) for k in changed)
+    for prefix in ("sam_mask_decoder.output_upscaling.", "sam_mask_decoder.conv_s0.", "sam_mask_decoder.output_hypernetworks_mlps.",
+                   "image_encoder.neck.convs.3."):
+        assert any(k.startswith(prefix) for k in changed), prefix
+    recipe = json.loads((tmp_path / "refine" / "recipe.json").read_text())
+    assert recipe["trainable"]["name"] == "mask_refinement"
+    assert 0 < recipe["trainable"]["parameters"] < sum(v.numel() for v in start.values()) / 2
+
+
+def test_detached_memories_keep_the_losses_and_stop_gradients_through_time():
+    """ClipRollout(detach_memory=True) computes the same losses; only the gradient of later frames'
+    losses no longer reaches earlier frames' masks (so the upscaling's gradient differs)."""
+    from training.rollout import ClipRollout, RecipeSettings
+    from training.train import clip_seed, draw_clip, get_training_config, new_model
+
+    model = new_model(get_training_config("reduced"), 0, 2.0)
+    with torch.no_grad():  # objects scored present: an absent score gates the mask to a constant, which carries no gradient
+        model.sam_mask_decoder.pred_obj_score_head.layers[2].bias.fill_(10.0)
+    recipe = RecipeSettings(prompt_probabilities=(0.0, 0.0, 1.0), max_objects=2, max_correction_clicks=0, first_frame_probability=1.0)
+    videos = VideoSettings(height=model.config.image_size, width=model.config.image_size, num_frames=3)
+    totals, grads = [], []
+    for detach in (False, True):
+        clip, rng = draw_clip(clip_seed(3, 0, 0), videos, recipe)
+        model.zero_grad()
+        total = ClipRollout(model, recipe, detach_memory=detach).forward(clip, rng).losses.total(recipe.loss_weights)
+        total.backward()
+        totals.append(total.detach())
+        grads.append(model.sam_mask_decoder.output_upscaling[0].weight.grad.clone())
+    torch.testing.assert_close(totals[0], totals[1])
+    assert not torch.allclose(grads[0], grads[1])
+
+
 def test_prompt_probabilities_from_the_command_line(capsys):
     from training.train import parse_args
 

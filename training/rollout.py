@@ -222,12 +222,16 @@ def select_memories(
 class ClipRollout:
     """Runs a model through clips as SAM 2 trains it; `forward` returns the clip's losses."""
 
-    def __init__(self, model: Sam2Model, recipe: RecipeSettings = RecipeSettings(), oracle: bool = False) -> None:
+    def __init__(self, model: Sam2Model, recipe: RecipeSettings = RecipeSettings(), oracle: bool = False,
+                 detach_memory: bool = False) -> None:
         """oracle: replace the image encoder by `oracle_features` (codes drawn from each clip's
-        rng): the memory and decoder modules learn to track before the encoder learns to see."""
+        rng): the memory and decoder modules learn to track before the encoder learns to see.
+        detach_memory: memories are encoded from detached masks, so no gradient flows back through
+        time (a phase that trains the mask's refinement alone needs none, and skips that backward)."""
         self.model = model
         self.recipe = recipe
         self.oracle = oracle
+        self.detach_memory = detach_memory
         config = model.config
         self.image_size = config.image_size
         self.num_maskmem = config.num_maskmem
@@ -286,8 +290,11 @@ class ClipRollout:
     def encode_memory(self, image_embed: torch.Tensor, out: DecoderOutput, from_points: bool) -> FrameMemory:
         n = out.high_res_masks.shape[0]
         flags = torch.full((n,), from_points, dtype=torch.bool)
-        memory = self.memory_encoder(image_embed, out.high_res_masks, out.object_score_logits, flags)
-        return FrameMemory(memory, out.obj_ptr)
+        masks, scores, obj_ptr = out.high_res_masks, out.object_score_logits, out.obj_ptr
+        if self.detach_memory:
+            masks, scores, obj_ptr = masks.detach(), scores.detach(), obj_ptr.detach()
+        memory = self.memory_encoder(image_embed, masks, scores, flags)
+        return FrameMemory(memory, obj_ptr)
 
     def mask_as_output(self, image_embed: torch.Tensor, high_res_feats, masks: torch.Tensor) -> DecoderOutput:
         """A mask prompt is the frame's output as it is (official `_use_mask_as_output`); the decoder

@@ -47,6 +47,18 @@ IMAGE_CHOICE = 1000  # last seed word of the draw that makes a clip a single ima
 # a spread of about 2.6 for other segments (24 content channels, 1 / sqrt(128) attention scale).
 MEMORY_CONTENT_SCALE, MEMORY_QUERY_SCALE, MEMORY_KEY_SCALE = 2.0, 2.0, 1.5
 MEMORY_VALUE_SCALE = 8.0  # values read the mask channels only, 8x PyTorch's init: the mask outweighs the residual
+# --trainable: which parameters a phase trains (name prefixes; "all" trains every one). mask_refinement is
+# the path from the high-resolution features to the mask: the neck's stride-4 and stride-8 laterals, the
+# decoder's conv_s0 / conv_s1, its upscaling and hypernetworks, and the IoU head that scores the masks.
+# Everything that decides where the object is (trunk, grid features, memory, prompts, tokens) stays fixed.
+TRAINABLE = {
+    "all": ("",),
+    "mask_refinement": (
+        "image_encoder.neck.convs.2.", "image_encoder.neck.convs.3.",
+        "sam_mask_decoder.conv_s0.", "sam_mask_decoder.conv_s1.", "sam_mask_decoder.output_upscaling.",
+        "sam_mask_decoder.output_hypernetworks_mlps.", "sam_mask_decoder.iou_prediction_head.",
+    ),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,6 +226,19 @@ def init_memory_match(model: torch.nn.Module, content_dims: int | None = None, m
             attention.v_proj.bias.zero_()
 
 
+def freeze_except(model: torch.nn.Module, prefixes: tuple[str, ...]) -> list[torch.nn.Parameter]:
+    """Only parameters whose names start with one of `prefixes` keep requires_grad; returns them."""
+    trainable = []
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith(prefixes))
+        if param.requires_grad:
+            trainable.append(param)
+    if not trainable:
+        raise ValueError(f"freeze_except | received prefixes {prefixes} that match no parameter; expected names such as "
+                         f"{next(iter(dict(model.named_parameters())))!r}")
+    return trainable
+
+
 def save_checkpoint(model: torch.nn.Module, path: Path, dtype: torch.dtype = torch.float32) -> None:
     state = {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).clone() for k, v in model.state_dict().items()}
     tmp = path.with_suffix(".tmp")
@@ -282,6 +307,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--memory-match-init", action="store_true",
                    help="start the memory encoder and memory attention as a content match (init_memory_match), after --init's "
                         "weights are loaded: for a run whose memory modules have not been trained yet")
+    p.add_argument("--trainable", default="all", choices=sorted(TRAINABLE),
+                   help="which parameters this phase trains: all, or mask_refinement (the high-resolution path to the mask "
+                        "alone, with memories detached: sharper masks without touching what tracks the object)")
     p.add_argument("--oracle-features", action="store_true",
                    help="replace the image encoder by oracle features (a random code per segment on the 16 x 16 grid, "
                         "rollout.oracle_features): the first phase, where prompts and memory are learnt before the encoder")
@@ -341,8 +369,9 @@ def main(argv: list[str] | None = None) -> Path:
         torch.manual_seed(args.seed)
         init_memory_match(model)
     model.train()
-    rollout = ClipRollout(model, recipe, oracle=args.oracle_features)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
+    trainable = freeze_except(model, TRAINABLE[args.trainable])
+    rollout = ClipRollout(model, recipe, oracle=args.oracle_features, detach_memory=args.trainable != "all")
+    optimizer = torch.optim.AdamW(trainable, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
     start = 0
     state_path = out / "train_state.pt"
     if args.resume:
@@ -364,6 +393,8 @@ def main(argv: list[str] | None = None) -> Path:
         "decoder_qk_tie": args.decoder_qk_tie,
         "memory_match_init": args.memory_match_init,
         "oracle_features": args.oracle_features,
+        "trainable": {"name": args.trainable, "prefixes": list(TRAINABLE[args.trainable]),
+                      "parameters": sum(p.numel() for p in trainable)},
         "bf16_autocast": not args.no_bf16,
         "clip_seed": "video: generate_video((0, seed, step, clip index, attempt)); prompts: default_rng((0, seed, step, "
                      "clip index, attempt, 1)); a single frame when default_rng((0, seed, step, clip index, 1000)).random() < image_fraction",
@@ -376,7 +407,7 @@ def main(argv: list[str] | None = None) -> Path:
     window: list[dict[str, float]] = []
     step_seconds: list[float] = []
     final = out / "model.pt"
-    print(f"training {config.name} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters) "
+    print(f"training {config.name} ({sum(p.numel() for p in trainable) / 1e6:.2f} of {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters) "
           f"for {args.steps} steps from step {start}, {args.clips_per_step} clip(s) of {args.frames} frames per step, "
           f"{'BF16 autocast' if not args.no_bf16 else 'FP32'}, {torch.get_num_threads()} threads -> {out}", flush=True)
     run_began = time.perf_counter()
@@ -400,7 +431,7 @@ def main(argv: list[str] | None = None) -> Path:
             ious = [v for v in result.frame_ious if not math.isnan(v)]
             stats["train_iou"] = stats.get("train_iou", 0.0) + (float(np.mean(ious)) if ious else 0.0) / args.clips_per_step
             stats["images"] = stats.get("images", 0) + int(image)
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip))
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, optim.grad_clip))
         if not math.isfinite(grad_norm):
             raise RuntimeError(f"step {step} | received a non-finite gradient norm ({grad_norm}); expected finite. Lower --lr or check the data.")
         optimizer.step()
