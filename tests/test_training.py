@@ -405,6 +405,15 @@ def test_evaluation_through_the_runtime_with_memory_on_and_off(reduced_graphs):
     assert [(s.label, s.memory) for s in summaries] == [("mask", "on"), ("mask", "off"), ("3 clicks", "on")]
     assert all(0 <= s.j <= 1 and 0 <= s.f <= 1 and 0 <= s.prompted_j <= 1 and 0 <= s.present_empty <= 1 for s in summaries)
     assert summaries[0].prompted_j > 0.9  # a mask prompt is the prompted frame's output as it is
+    # --first-video: a later stretch of the held-out stream (the tuning split starts at 30), scored as run by hand.
+    from training.evaluate import evaluation_video
+    from training.metrics import video_scores
+
+    (shifted,) = evaluate_graphs(backend, videos=1, prompts=("mask",), memories=("on",), settings=settings, progress=None, first_video=3)
+    video, objects = evaluation_video(3, settings)
+    masks = run_video(backend, video, objects, "mask", "on")
+    by_hand = [video_scores(video.masks[:, obj], masks[:, i], skip_frames=(0,)) for i, obj in enumerate(objects)]
+    assert shifted.objects == len(objects) and shifted.j == pytest.approx(np.mean([s.j for s in by_hand]))
 
 
 def test_evaluations_split_by_prompt_combine_into_one_results_file(tmp_path):
@@ -554,6 +563,9 @@ def test_prompt_probabilities_from_the_command_line(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--out", "x", "--steps", "1", "--prompt-probabilities", "mask"])
     assert "expected three numbers MASK,BOX,CLICK" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(["--out", "x", "--steps", "1", "--cross-probability", "1.5"])
+    assert "cross-probability=1.5" in capsys.readouterr().err
 
 
 def test_memory_probe_scores_tracked_frames_with_the_right_and_a_swapped_prompt(tmp_path, capsys):
@@ -695,7 +707,8 @@ def test_the_object_score_and_high_resolution_feature_weights_from_the_command_l
     args = ["--steps", "1", "--config", "reduced", "--frames", "3", "--max-objects", "2", "--max-correction-clicks", "0",
             "--val-clips", "2", "--image-fraction", "0", "--lr", "1e-12", "--log-every", "1"]
     train.main(["--out", str(tmp_path / "run"), "--score-weight", "5", "--high-res-feature-weight", "1",
-                "--absent-mask-weight", "2", "--absent-score-weight", "3", "--exit-probability", "0.5"] + args)
+                "--absent-mask-weight", "2", "--absent-score-weight", "3", "--exit-probability", "0.5",
+                "--distractor-probability", "0.9", "--cross-probability", "0.8"] + args)
     logged = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
     assert logged["high_res_feature"] > 0
     weights = logged["total"] - (logged["focal"] * 20 + logged["dice"] + logged["iou"] + 5 * logged["score"] + logged["high_res_feature"])
@@ -704,5 +717,6 @@ def test_the_object_score_and_high_resolution_feature_weights_from_the_command_l
     assert recipe["recipe"]["loss_weights"]["score"] == 5.0 and recipe["recipe"]["loss_weights"]["high_res_feature"] == 1.0
     assert recipe["recipe"]["loss_weights"]["absent_mask"] == 2.0 and recipe["recipe"]["loss_weights"]["absent_score"] == 3.0
     assert recipe["videos"]["exit_probability"] == 0.5
+    assert recipe["videos"]["distractor_probability"] == 0.9 and recipe["videos"]["cross_probability"] == 0.8
     progress = recipe["progress"]
     assert 0.0 <= progress["validation_absent_empty"] <= 1.0 or math.isnan(progress["validation_absent_empty"])

@@ -41,6 +41,7 @@ EVAL_STREAM = 1  # first word of every evaluation video's seed (training: 0, val
 EVAL_SETTINGS = VideoSettings(height=288, width=384, num_frames=32)
 MIN_PROMPT_AREA = 0.002  # of the frame, on frame 0: smaller objects are not evaluated
 MEMORY_MODES = ("on", "off")
+TUNING_FIRST_VIDEO = 30  # videos 30 and on: a tuning split for choosing checkpoints and settings, apart from the reported 0-29
 PROMPTS = ("click", "box", "mask")
 
 
@@ -138,10 +139,11 @@ class Summary:
 
 
 def evaluate_graphs(graphs, videos: int = 30, prompts=PROMPTS, memories=MEMORY_MODES, settings: VideoSettings = EVAL_SETTINGS,
-                    threads: int | None = None, progress=print, refine_clicks: tuple[int, ...] = ()) -> list[Summary]:
-    """J&F of exported graphs on `videos` held-out videos, for each prompt and memory mode; and, for
-    each n in refine_clicks, of the click prompt refined to n clicks on frame 0 (memory on): how much
-    a user's further clicks improve the mask and what is tracked from it."""
+                    threads: int | None = None, progress=print, refine_clicks: tuple[int, ...] = (), first_video: int = 0) -> list[Summary]:
+    """J&F of exported graphs on `videos` held-out videos (indices first_video, first_video + 1, ...),
+    for each prompt and memory mode; and, for each n in refine_clicks, of the click prompt refined to n
+    clicks on frame 0 (memory on): how much a user's further clicks improve the mask and what is
+    tracked from it."""
     from streamsam.backend import OnnxRuntimeBackend
 
     backend = OnnxRuntimeBackend(graphs, threads=threads) if not hasattr(graphs, "run") else graphs
@@ -152,7 +154,7 @@ def evaluate_graphs(graphs, videos: int = 30, prompts=PROMPTS, memories=MEMORY_M
     prompted: dict[tuple[str, str, int], list[float]] = {key: [] for key in runs}
     lost: dict[tuple[str, str, int], list[bool]] = {key: [] for key in runs}
     began = time.perf_counter()
-    for index in range(videos):
+    for index in range(first_video, first_video + videos):
         video, objects = evaluation_video(index, settings)
         for key in runs:
             prompt, memory, clicks = key
@@ -166,7 +168,7 @@ def evaluate_graphs(graphs, videos: int = 30, prompts=PROMPTS, memories=MEMORY_M
                 lost[key] += list(empty[~gone])
                 prompted[key].append(region_similarity(gt[0], pred[0, i]))
         if progress is not None:
-            progress(f"video {index + 1}/{videos}: {len(objects)} object(s), {time.perf_counter() - began:.0f} s")
+            progress(f"video {index + 1 - first_video}/{videos}: {len(objects)} object(s), {time.perf_counter() - began:.0f} s")
     summaries = []
     for key, items in scores.items():
         prompt, memory, clicks = key
@@ -194,6 +196,9 @@ def main(argv: list[str] | None = None) -> list[Summary]:
     p.add_argument("--config", default="demo", help="the checkpoint's config (default demo)")
     p.add_argument("--image-size", type=int, help="export the checkpoint at this input size (default: the config's)")
     p.add_argument("--videos", type=int, default=30)
+    p.add_argument("--first-video", type=int, default=0,
+                   help=f"index of the first video (default 0: the reported set is videos 0-29; choose between models on "
+                        f"videos from {TUNING_FIRST_VIDEO} on, which the reported figures never include)")
     p.add_argument("--prompts", default=",".join(PROMPTS), help=f"comma-separated, of {PROMPTS}")
     p.add_argument("--memory", default=",".join(MEMORY_MODES), help=f"comma-separated, of {MEMORY_MODES}")
     p.add_argument("--refine-clicks", default="", help="comma-separated click counts, e.g. 2,3: the click prompt refined on frame 0 "
@@ -213,8 +218,9 @@ def main(argv: list[str] | None = None) -> list[Summary]:
     refine = tuple(int(x) for x in words if x.strip().isdigit())
     if len(refine) != len(words) or any(n < 2 for n in refine):
         p.error(f"received --refine-clicks {args.refine_clicks!r}; expected click counts of 2 or more, comma-separated (e.g. 2,3)")
-    if bad or args.videos < 1:
-        p.error(f"received prompts {prompts}, memory {memories}, videos {args.videos}; expected prompts of {PROMPTS}, memory of {MEMORY_MODES}, videos >= 1")
+    if bad or args.videos < 1 or args.first_video < 0:
+        p.error(f"received prompts {prompts}, memory {memories}, videos {args.videos}, first video {args.first_video}; expected prompts of "
+                f"{PROMPTS}, memory of {MEMORY_MODES}, videos >= 1 and first video >= 0")
 
     with tempfile.TemporaryDirectory() as tmp:
         graphs = args.graphs
@@ -228,7 +234,8 @@ def main(argv: list[str] | None = None) -> list[Summary]:
             model = load_checkpoint(args.checkpoint, config=config, image_size=config.image_size)
             graphs = args.keep_graphs or Path(tmp) / "graphs"
             export_model(model, graphs, ExportOptions(max_prompted_frames=2), progress=print)
-        summaries = evaluate_graphs(graphs, args.videos, prompts, memories, threads=args.threads, refine_clicks=refine)
+        summaries = evaluate_graphs(graphs, args.videos, prompts, memories, threads=args.threads, refine_clicks=refine,
+                                    first_video=args.first_video)
     print(table(summaries))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -239,7 +246,7 @@ def main(argv: list[str] | None = None) -> list[Summary]:
             "graphs": str(args.graphs) if args.graphs else None,
             "videos": args.videos,
             "video_settings": json.loads(json.dumps(dataclasses.asdict(EVAL_SETTINGS))),
-            "seeds": f"({EVAL_STREAM}, index, attempt) for index in range({args.videos})",
+            "seeds": f"({EVAL_STREAM}, index, attempt) for index in range({args.first_video}, {args.first_video + args.videos})",
             "results": [dataclasses.asdict(s) for s in summaries],
         }
         args.out.write_text(json.dumps(payload, indent=2) + "\n")

@@ -299,6 +299,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="weight of the object-score BCE on absent objects relative to present ones (SAM 2: 1)")
     p.add_argument("--exit-probability", type=float, default=VideoSettings.exit_probability,
                    help="chance that a path's control point lies outside the frame (the object leaves and comes back)")
+    p.add_argument("--distractor-probability", type=float, default=VideoSettings.distractor_probability,
+                   help="chance that an object gets a look-alike (same texture family and shape kind)")
+    p.add_argument("--cross-probability", type=float, default=VideoSettings.cross_probability,
+                   help="chance that an object's path meets an earlier object's (crossings and occlusions)")
     p.add_argument("--high-res-feature-weight", type=float, default=LossWeights.high_res_feature,
                    help="weight of losses.sampled_segment_contrast on the high-resolution features the decoder sharpens edges with")
     p.add_argument("--decoder-qk-tie", type=float, default=2.0,
@@ -336,6 +340,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"received --prompt-probabilities {args.prompt_probabilities!r}; expected three numbers MASK,BOX,CLICK")
     if not 0 <= args.image_fraction <= 1 or args.max_hours < 0:
         p.error(f"received image-fraction={args.image_fraction}, max-hours={args.max_hours}; expected 0..1 and >= 0")
+    chances = {"exit-probability": args.exit_probability, "distractor-probability": args.distractor_probability,
+               "cross-probability": args.cross_probability}
+    if any(not 0 <= v <= 1 for v in chances.values()):
+        p.error(f"received {', '.join(f'{k}={v}' for k, v in chances.items())}; expected each between 0 and 1")
     return args
 
 
@@ -346,14 +354,17 @@ def main(argv: list[str] | None = None) -> Path:
         torch.set_num_threads(args.threads)
     config = get_training_config(args.config, args.image_size)
     videos = VideoSettings(height=config.image_size, width=config.image_size, num_frames=args.frames, squash_range=(1.0, args.squash_max),
-                           exit_probability=args.exit_probability)
+                           exit_probability=args.exit_probability, distractor_probability=args.distractor_probability,
+                           cross_probability=args.cross_probability)
     recipe = RecipeSettings(max_objects=args.max_objects, max_correction_clicks=args.max_correction_clicks,
                             prompt_probabilities=args.prompt_probabilities,
                             loss_weights=LossWeights(focal=args.focal_weight, score=args.score_weight, feature=args.feature_weight,
                                                      high_res_feature=args.high_res_feature_weight,
                                                      absent_mask=args.absent_mask_weight, absent_score=args.absent_score_weight))
     image_videos, image_recipe = image_settings(videos, recipe)
-    val_videos = dataclasses.replace(videos, exit_probability=VideoSettings.exit_probability)  # comparable across runs
+    val_videos = dataclasses.replace(videos, exit_probability=VideoSettings.exit_probability,  # comparable across runs
+                                     distractor_probability=VideoSettings.distractor_probability,
+                                     cross_probability=VideoSettings.cross_probability)
     optim = OptimSettings(lr=args.lr, weight_decay=args.weight_decay, warmup_steps=min(args.warmup_steps, args.steps),
                           grad_clip=args.grad_clip, clips_per_step=args.clips_per_step)
     out: Path = args.out
