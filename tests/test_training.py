@@ -720,3 +720,36 @@ def test_the_object_score_and_high_resolution_feature_weights_from_the_command_l
     assert recipe["videos"]["distractor_probability"] == 0.9 and recipe["videos"]["cross_probability"] == 0.8
     progress = recipe["progress"]
     assert 0.0 <= progress["validation_absent_empty"] <= 1.0 or math.isnan(progress["validation_absent_empty"])
+
+
+def test_object_score_calibration_shifts_the_threshold_inside_the_weights_and_keeps_the_best(tmp_path):
+    """calibrate_score: a shift of the score head's bias moves every object score by that much, so a
+    large negative shift empties every tracked frame and a large positive one none; the command
+    writes the best shift's weights, the sweep and the run's recipe."""
+    from streamsam.export.config import get_config
+    from streamsam.export.modeling.sam2_model import Sam2Model
+    from streamsam.export.random_weights import seeded_state_dict
+    from training import calibrate_score
+
+    model = Sam2Model(get_config("reduced"))
+    state = seeded_state_dict(model.state_dict())
+    key = calibrate_score.score_bias_key(state)
+    assert key.startswith("sam_mask_decoder.pred_obj_score_head.") and key.endswith("bias")
+    torch.testing.assert_close(calibrate_score.shifted(state, -2.0)[key], state[key] - 2.0)
+    settings = VideoSettings(height=96, width=128, num_frames=4, min_objects=2, max_objects=2, distractor_probability=0.0)
+    low, high = calibrate_score.sweep_shifts(state, get_config("reduced"), [-100.0, 100.0], videos=1, prompts=("mask",),
+                                             settings=settings)
+    assert low["mask_present_empty"] == 1.0 and high["mask_present_empty"] == 0.0
+
+    checkpoint = tmp_path / "run" / "model.pt"
+    checkpoint.parent.mkdir()
+    torch.save({"model": state}, checkpoint)
+    (checkpoint.parent / "recipe.json").write_text(json.dumps({"seed": 7}))
+    chosen = calibrate_score.main(["--checkpoint", str(checkpoint), "--config", "reduced", "--shifts=-100,0", "--videos", "1",
+                                   "--prompts", "mask", "--out", str(tmp_path / "cal")])
+    record = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    assert chosen == record["chosen_shift"] == max(record["sweep"], key=lambda row: row["j_and_f"])["shift"]
+    saved = torch.load(tmp_path / "cal" / "model.pt", weights_only=True)["model"]
+    torch.testing.assert_close(saved[key], state[key] + chosen)
+    recipe = json.loads((tmp_path / "cal" / "recipe.json").read_text())
+    assert recipe["seed"] == 7 and recipe["object_score_calibration"]["chosen_shift"] == chosen
