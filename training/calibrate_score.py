@@ -24,15 +24,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .evaluate import EVAL_SETTINGS, PROMPTS, TUNING_FIRST_VIDEO, evaluate_graphs
+from .evaluate import EVAL_SETTINGS, PROMPTS, TUNING_FIRST_VIDEO, evaluate_graphs, export_checkpoint
 from .videos import VideoSettings
 
 
 def score_bias_key(state: dict[str, torch.Tensor]) -> str:
     """The state-dict key of the object-score head's output bias (an MLP's last layer, or one Linear)."""
     prefix = "sam_mask_decoder.pred_obj_score_head."
-    layers = sorted(int(k[len(prefix) + 7:].split(".")[0]) for k in state if k.startswith(prefix + "layers.") and k.endswith(".bias"))
-    key = f"{prefix}layers.{layers[-1]}.bias" if layers else f"{prefix}bias"
+    layers = prefix + "layers."
+    indices = sorted(int(k[len(layers):].split(".")[0]) for k in state if k.startswith(layers) and k.endswith(".bias"))
+    key = f"{layers}{indices[-1]}.bias" if indices else f"{prefix}bias"
     if key not in state:
         raise KeyError(f"score_bias_key | received a state dict without {prefix}*; expected a SAM 2 model with an object-score head")
     return key
@@ -49,16 +50,12 @@ def shifted(state: dict[str, torch.Tensor], shift: float) -> dict[str, torch.Ten
 def sweep_shifts(state: dict[str, torch.Tensor], config, shifts: list[float], videos: int, first_video: int = TUNING_FIRST_VIDEO,
                  prompts: tuple[str, ...] = ("click", "box"), settings: VideoSettings = EVAL_SETTINGS) -> list[dict[str, float]]:
     """J&F (memory on) of the model with each shift, exported and run through the runtime as shipped."""
-    from streamsam.export.checkpoint import load_checkpoint
-    from streamsam.export.onnx_export import ExportOptions, export_model
-
     sweep = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, shift in enumerate(shifts):
-            path, graphs = Path(tmp) / f"shift_{i}.pt", Path(tmp) / f"graphs_{i}"
+            path = Path(tmp) / f"shift_{i}.pt"
             torch.save({"model": shifted(state, shift)}, path)
-            export_model(load_checkpoint(path, config=config, image_size=config.image_size), graphs,
-                         ExportOptions(max_prompted_frames=2), progress=None)
+            graphs = export_checkpoint(path, config, Path(tmp) / f"graphs_{i}", progress=None)
             summaries = evaluate_graphs(graphs, videos, prompts, ("on",), settings=settings, progress=None, first_video=first_video)
             row = {"shift": shift, "j_and_f": float(np.mean([s.j_and_f for s in summaries]))}
             for s in summaries:

@@ -180,6 +180,16 @@ def evaluate_graphs(graphs, videos: int = 30, prompts=PROMPTS, memories=MEMORY_M
     return summaries
 
 
+def export_checkpoint(checkpoint: Path, config, out: Path, progress=print) -> Path:
+    """A checkpoint's four graphs, as evaluated (with the exporter's ONNX Runtime check)."""
+    from streamsam.export.checkpoint import load_checkpoint
+    from streamsam.export.onnx_export import ExportOptions, export_model
+
+    model = load_checkpoint(checkpoint, config=config, image_size=config.image_size)
+    export_model(model, out, ExportOptions(max_prompted_frames=2), progress=progress)
+    return out
+
+
 def table(summaries: list[Summary]) -> str:
     head = ("| prompt on frame 0 | memory | objects | J on frame 0 | J | F | J&F | absent frames predicted empty | "
             "present frames predicted empty |\n|---|---|---|---|---|---|---|---|---|")
@@ -225,15 +235,10 @@ def main(argv: list[str] | None = None) -> list[Summary]:
     with tempfile.TemporaryDirectory() as tmp:
         graphs = args.graphs
         if graphs is None:
-            from streamsam.export.checkpoint import load_checkpoint
-            from streamsam.export.onnx_export import ExportOptions, export_model
-
             from .demo_config import get_training_config
 
-            config = get_training_config(args.config, args.image_size)
-            model = load_checkpoint(args.checkpoint, config=config, image_size=config.image_size)
             graphs = args.keep_graphs or Path(tmp) / "graphs"
-            export_model(model, graphs, ExportOptions(max_prompted_frames=2), progress=print)
+            export_checkpoint(args.checkpoint, get_training_config(args.config, args.image_size), graphs)
         summaries = evaluate_graphs(graphs, args.videos, prompts, memories, threads=args.threads, refine_clicks=refine,
                                     first_video=args.first_video)
     print(table(summaries))
