@@ -753,3 +753,30 @@ def test_object_score_calibration_shifts_the_threshold_inside_the_weights_and_ke
     torch.testing.assert_close(saved[key], state[key] + chosen)
     recipe = json.loads((tmp_path / "cal" / "recipe.json").read_text())
     assert recipe["seed"] == 7 and recipe["object_score_calibration"]["chosen_shift"] == chosen
+
+
+def test_tracking_probe_sorts_every_tracked_frame_and_draws_true_masks_on_the_grid(tmp_path, capsys):
+    from streamsam.export.random_weights import seeded_state_dict
+    from training import probe_tracking, train
+    from training.evaluate import evaluation_video
+
+    square = torch.zeros(64, 64, dtype=torch.bool)
+    square[16:48, 16:32] = True  # on the grid: kept as it is
+    assert torch.equal(probe_tracking.grid_mask(square), square)
+    blob = torch.zeros(64, 64, dtype=torch.bool)
+    blob[18:24, 18:24] = True  # under half a cell: gone
+    assert not probe_tracking.grid_mask(blob).any()
+    assert probe_tracking.iou(blob, square) == 36 / 512 and probe_tracking.iou(blob, blob) == 1.0
+
+    checkpoint = tmp_path / "model.pt"
+    torch.save({"model": seeded_state_dict(train.new_model(train.get_training_config("reduced"), 0).state_dict())}, checkpoint)
+    result = probe_tracking.main(["--checkpoint", str(checkpoint), "--config", "reduced", "--first-video", "3", "--videos", "1"])
+    assert json.loads(capsys.readouterr().out) == result
+    video, objects = evaluation_video(3)
+    size = train.get_training_config("reduced").image_size
+    _, masks = probe_tracking.square_video(video.frames, video.masks, size)
+    tracked = masks[1:, objects].reshape(-1, size * size).any(1)
+    assert (result["present_frames"], result["absent_frames"]) == (int(tracked.sum()), int((~tracked).sum()))
+    shares = [result[f"present_{key}"] for key in ("empty", "switched", "lost", "tracked")]
+    assert abs(sum(shares) - 1) < 0.01  # every present frame in exactly one class
+    assert result["present_j"] <= result["present_j_best_of_three"] + 1e-6 and 0 < result["present_j_true_mask_on_grid"] <= 1
