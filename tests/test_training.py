@@ -780,3 +780,4 @@ def test_tracking_probe_sorts_every_tracked_frame_and_draws_true_masks_on_the_gr
     shares = [result[f"present_{key}"] for key in ("empty", "switched", "lost", "tracked")]
     assert abs(sum(shares) - 1) < 0.01  # every present frame in exactly one class
     assert result["present_j"] <= result["present_j_best_of_three"] + 1e-6 and 0 < result["present_j_true_mask_on_grid"] <= 1
+    assert result["present_f"] is not None and 0 < result["j_and_f_true_mask_on_grid"] <= 1

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .evaluate import TUNING_FIRST_VIDEO, evaluation_video
+from .metrics import contour_accuracy
 from .probe_heads import RecordingRollout
 from .rollout import MASK_ON_FIRST_FRAME, Clip, segment_map
 from .train import load_trained
@@ -65,7 +66,7 @@ def _mean(values: list[float]) -> float | None:
 def probe(rollout: RecordingRollout, first_video: int, videos: int) -> dict:
     size = rollout.image_size
     counts = {"absent": 0, "absent_empty": 0, "present": 0, "empty": 0, "switched": 0, "lost": 0, "tracked": 0}
-    j, j_best, j_grid, j_tracked = [], [], [], []
+    j, j_best, j_grid, f, f_grid, j_tracked = [], [], [], [], [], []
     for index in range(first_video, first_video + videos):
         video, objects = evaluation_video(index)
         frames, every_mask = square_video(video.frames, video.masks, size)
@@ -87,7 +88,10 @@ def probe(rollout: RecordingRollout, first_video: int, videos: int) -> dict:
                 score = iou(chosen[i], target)
                 j.append(score)
                 j_best.append(max(iou(c, target) for c in candidates[i]))
-                j_grid.append(iou(grid_mask(target), target))
+                on_grid = grid_mask(target)
+                j_grid.append(iou(on_grid, target))
+                f.append(contour_accuracy(target.numpy(), chosen[i].numpy()))
+                f_grid.append(contour_accuracy(target.numpy(), on_grid.numpy()))
                 if not chosen[i].any():
                     counts["empty"] += 1
                 elif score >= SWITCH_J:
@@ -106,6 +110,11 @@ def probe(rollout: RecordingRollout, first_video: int, videos: int) -> dict:
         "present_j": _mean(j),
         "present_j_best_of_three": _mean(j_best),
         "present_j_true_mask_on_grid": _mean(j_grid),
+        "present_f": _mean(f),
+        "present_f_true_mask_on_grid": _mean(f_grid),
+        # J&F over all tracked frames (absent ones right) of a perfect tracker drawing on the grid
+        "j_and_f_true_mask_on_grid": round((sum(j_grid) / 2 + sum(f_grid) / 2 + counts["absent"]) / (len(j_grid) + counts["absent"]), 3)
+        if j_grid else None,
         **{f"present_{key}": round(counts[key] / present, 3) for key in ("empty", "switched", "lost", "tracked")},
         "tracked_j": _mean(j_tracked),
     }
