@@ -476,6 +476,20 @@ def test_decoder_probe_on_oracle_features_reports_its_ceiling_and_seeds_a_traini
     assert json.loads((tmp_path / "video" / "recipe.json").read_text())["init"]["recipe"]["features"] == "oracle"
 
 
+def test_decoder_probe_on_grid_codes_hands_the_encoders_high_resolution_features_to_the_decoder(tmp_path, capsys):
+    """oracle_grid differs from oracle only in the high-resolution features: the same seed's codes,
+    so the first evaluation differs only if the encoder's features reach the decoder."""
+    from training import probe_decoder
+
+    first = {}
+    for features in ("oracle", "oracle_grid"):
+        probe_decoder.main(["--features", features, "--steps", "0", "--every", "1"])
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert lines[0]["features"] == features and 0.3 < lines[0]["ceiling"] < 1
+        first[features] = lines[1]["held_out_iou"]
+    assert first["oracle"] != first["oracle_grid"]
+
+
 def test_oracle_features_carry_each_cells_majority_segment_with_one_code_per_object_on_every_frame():
     from training.rollout import oracle_features, segment_map
 

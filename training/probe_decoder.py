@@ -3,6 +3,7 @@ with the image encoder's features either learnt or replaced by an oracle.
 
     python -m training.probe_decoder --features oracle --steps 1500 --decoder-qk-tie 2
     python -m training.probe_decoder --features encoder --steps 3000 --decoder-qk-tie 2
+    python -m training.probe_decoder --features oracle_grid --init training/runs/a2/model.pt --steps 1500
 
 Each step takes one fresh generated image (the training stream's image clips), clicks every chosen
 object at its centre (the official evaluation click) and trains the prompt encoder and mask decoder
@@ -14,6 +15,10 @@ and each object) gets its own random 128-d code, written on the 16 x 16 grid cel
 the high-resolution features are zero. The decoder then only has to learn which segment a click
 points at, and the IoU can reach at most the printed ceiling (the clicked segment's cells, as
 blocks, against the true mask).
+
+`--features oracle_grid` keeps the oracle's grid codes but gives the decoder the high-resolution
+features of the image encoder it starts from (`--init`; frozen, as they are): above the ceiling,
+those features carry the boundary inside a cell and the decoder can learn to use them.
 """
 
 from __future__ import annotations
@@ -74,7 +79,7 @@ def oracle_ceiling(samples: list[Sample], grid: int) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m training.probe_decoder", description=__doc__.split("\n\n")[0])
-    p.add_argument("--features", choices=("oracle", "encoder"), required=True)
+    p.add_argument("--features", choices=("oracle", "oracle_grid", "encoder"), required=True)
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--focal-weight", type=float, default=1.0)
@@ -100,7 +105,11 @@ def main(argv: list[str] | None = None) -> None:
     def features(s: Sample):
         if args.features == "encoder":
             return rollout.image_encoder(s.image)
-        return oracle_features(s.segments, torch.randn(int(s.segments.max()) + 1, d, generator=codes_rng), grid)
+        hr0, hr1, embed = oracle_features(s.segments, torch.randn(int(s.segments.max()) + 1, d, generator=codes_rng), grid)
+        if args.features == "oracle_grid":
+            with torch.no_grad():
+                hr0, hr1, _ = rollout.image_encoder(s.image)
+        return hr0, hr1, embed
 
     def decode(s: Sample, multimask: bool):
         hr0, hr1, embed = features(s)
@@ -118,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         return float(np.mean(ious))
 
     header = {"features": args.features, "decoder_qk_tie": args.decoder_qk_tie, "lr": args.lr, "focal_weight": args.focal_weight}
-    if args.features == "oracle":
+    if args.features != "encoder":
         header["ceiling"] = round(oracle_ceiling(held_out, grid), 3)
     print(json.dumps(header), flush=True)
     began = time.perf_counter()
