@@ -489,6 +489,22 @@ def test_decoder_probe_on_grid_codes_hands_the_encoders_high_resolution_features
         first[features] = lines[1]["held_out_iou"]
     assert first["oracle"] != first["oracle_grid"]
 
+    # --train-high-res: the encoder's stride-4 path learns; without it the encoder stays as it was.
+    from streamsam.export.checkpoint import read_state_dict
+    from training.train import get_training_config, new_model
+
+    start = new_model(get_training_config("demo"), 0).state_dict()
+    key = "image_encoder.trunk.patch_embed.proj.weight"
+    for flag, moved in (([], False), (["--train-high-res"], True)):
+        path = tmp_path / f"grid{len(flag)}" / "model.pt"
+        path.parent.mkdir()
+        probe_decoder.main(["--features", "oracle_grid", "--steps", "1", "--every", "5", "--save", str(path), *flag])
+        assert (not torch.equal(read_state_dict(path)[key], start[key])) == moved
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        probe_decoder.main(["--features", "oracle", "--train-high-res"])
+    assert "expected --features oracle_grid" in capsys.readouterr().err
+
 
 def test_oracle_features_carry_each_cells_majority_segment_with_one_code_per_object_on_every_frame():
     from training.rollout import oracle_features, segment_map

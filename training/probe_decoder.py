@@ -18,7 +18,9 @@ blocks, against the true mask).
 
 `--features oracle_grid` keeps the oracle's grid codes but gives the decoder the high-resolution
 features of the image encoder it starts from (`--init`; frozen, as they are): above the ceiling,
-those features carry the boundary inside a cell and the decoder can learn to use them.
+those features carry the boundary inside a cell and the decoder can learn to use them. With
+`--train-high-res` the encoder's stride-4 and stride-8 path (patch embedding, the first two stages,
+their neck convolutions) learns too: whether that path can learn the boundary at all.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ def oracle_ceiling(samples: list[Sample], grid: int) -> float:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m training.probe_decoder", description=__doc__.split("\n\n")[0])
     p.add_argument("--features", choices=("oracle", "oracle_grid", "encoder"), required=True)
+    p.add_argument("--train-high-res", action="store_true", help="with oracle_grid: train the encoder's high-resolution path too")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--focal-weight", type=float, default=1.0)
@@ -89,6 +92,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--init", type=Path, help="start from these weights (a probe's --save or a training checkpoint)")
     p.add_argument("--save", type=Path, help="write the weights here at the end, as {\"model\": state_dict}")
     args = p.parse_args(argv)
+    if args.train_high_res and args.features != "oracle_grid":
+        p.error(f"received --train-high-res with --features {args.features}; expected --features oracle_grid (the other modes train "
+                "the encoder wholly, or have no encoder)")
     torch.set_num_threads(1)
     config = get_training_config("demo")
     model = new_model(config, args.seed, args.decoder_qk_tie).train()
@@ -107,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
             return rollout.image_encoder(s.image)
         hr0, hr1, embed = oracle_features(s.segments, torch.randn(int(s.segments.max()) + 1, d, generator=codes_rng), grid)
         if args.features == "oracle_grid":
-            with torch.no_grad():
+            with torch.set_grad_enabled(args.train_high_res and torch.is_grad_enabled()):
                 hr0, hr1, _ = rollout.image_encoder(s.image)
         return hr0, hr1, embed
 
