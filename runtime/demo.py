@@ -20,19 +20,21 @@ from .errors import StreamSamError
 DEMO_MODEL = Path(__file__).resolve().parent / "demo_model"
 
 
-def demo_clip() -> tuple[Path, dict, np.ndarray]:
-    """The bundled clip's path, its description (clicks, fps, seed) and true masks [T, K, H, W]."""
-    description = DEMO_MODEL / "clip.json"
+def demo_clip(model_dir: Path | None = None) -> tuple[Path, dict, np.ndarray]:
+    """The clip packaged with a demo model (default: the bundled one): its path, its description
+    (clicks, fps, seed) and true masks [T, K, H, W]."""
+    model_dir = Path(model_dir or DEMO_MODEL)
+    description = model_dir / "clip.json"
     if not description.is_file():
         raise StreamSamError(
-            f"demo | received no {description}; expected the bundled demo model and clip. "
-            "Reinstall streamsam, or write them with `python -m training.package_demo` (training/README.md)."
+            f"demo | received no {description}; expected a demo model and its clip. "
+            "Reinstall streamsam for the bundled one, or write one with `python -m training.package_demo` (training/README.md)."
         )
     clip = json.loads(description.read_text())
-    with np.load(DEMO_MODEL / clip["masks"]) as data:
+    with np.load(model_dir / clip["masks"]) as data:
         shape = tuple(int(n) for n in data["shape"])
         masks = np.unpackbits(data["packed"], axis=-1, count=shape[-1]).astype(bool).reshape(shape)
-    return DEMO_MODEL / clip["video"], clip, masks
+    return model_dir / clip["video"], clip, masks
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -47,13 +49,14 @@ def run_demo(args: argparse.Namespace) -> int:
     from .track_command import Progress
     from .writers import VideoWriter
 
-    video, clip, truth = demo_clip()
+    model_dir = Path(args.model or DEMO_MODEL)
+    video, clip, truth = demo_clip(model_dir)
     clicks = clip["clicks"]
-    tracker = StreamTracker(OnnxRuntimeBackend(DEMO_MODEL, threads=args.threads), max_objects=len(clicks))
+    tracker = StreamTracker(OnnxRuntimeBackend(model_dir, threads=args.threads), max_objects=len(clicks))
     writer = VideoWriter(args.out, fps=clip["fps"])
     frames = min(truth.shape[0], args.max_frames or truth.shape[0])
     print(f"demo: {len(clicks)} objects clicked on frame 0 of a {truth.shape[0]}-frame generated clip "
-          f"({truth.shape[3]}x{truth.shape[2]}); model {DEMO_MODEL.name} (SAM 2.1 demo config, CPU)")
+          f"({truth.shape[3]}x{truth.shape[2]}); model {model_dir.name} (SAM 2.1 demo config, CPU)")
     seconds, scores = [], np.zeros((frames, len(clicks)))
     progress = Progress(frames, live=False)
     with FrameSource(str(video)) as source:
@@ -87,4 +90,6 @@ def add_demo_command(commands) -> None:
     demo.add_argument("--out", default="streamsam_demo.mp4", help="the overlay video to write (default streamsam_demo.mp4)")
     demo.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     demo.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
+    demo.add_argument("--model", type=Path, default=None,
+                      help="a demo model folder written by `python -m training.package_demo --out DIR` (default: the bundled one)")
     demo.set_defaults(run=run_demo)
