@@ -796,7 +796,6 @@ def test_tracking_probe_sorts_every_tracked_frame_and_draws_true_masks_on_the_gr
     blob = torch.zeros(64, 64, dtype=torch.bool)
     blob[18:24, 18:24] = True  # under half a cell: gone
     assert not probe_tracking.grid_mask(blob).any()
-    assert probe_tracking.iou(blob, square) == 36 / 512 and probe_tracking.iou(blob, blob) == 1.0
 
     checkpoint = tmp_path / "model.pt"
     torch.save({"model": seeded_state_dict(train.new_model(train.get_training_config("reduced"), 0).state_dict())}, checkpoint)

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .evaluate import TUNING_FIRST_VIDEO, evaluation_video
-from .metrics import contour_accuracy
+from .metrics import contour_accuracy, region_similarity
 from .probe_heads import RecordingRollout
 from .rollout import MASK_ON_FIRST_FRAME, Clip, segment_map
 from .train import load_trained
@@ -44,11 +44,6 @@ def grid_mask(mask: torch.Tensor, stride: int = GRID_STRIDE) -> torch.Tensor:
     """[S, S] bool -> the same mask redrawn on the stride grid: a cell is in when most of it is."""
     cells = F.avg_pool2d(mask[None, None].float(), stride)
     return F.interpolate(cells, scale_factor=stride, mode="nearest")[0, 0] > 0.5
-
-
-def iou(pred: torch.Tensor, target: torch.Tensor) -> float:
-    union = float((pred | target).sum())
-    return float((pred & target).sum()) / union if union else 1.0
 
 
 def square_video(frames: np.ndarray, masks: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -76,31 +71,31 @@ def probe(rollout: RecordingRollout, first_video: int, videos: int) -> dict:
             rollout.forward(clip, np.random.default_rng(index))
         # outputs[0] is the mask prompt's decoder run (for its pointer); then frames 1.. in order.
         for t, out in zip(range(1, clip.num_frames), rollout.outputs[1:]):
-            chosen = out.high_res_masks[:, 0] > 0
-            candidates = F.interpolate(out.multimasks.float(), size=(size, size), mode="bilinear", align_corners=False) > 0
+            chosen = (out.high_res_masks[:, 0] > 0).numpy()
+            candidates = (F.interpolate(out.multimasks.float(), size=(size, size), mode="bilinear", align_corners=False) > 0).numpy()
             for i, obj in enumerate(objects):
-                target = torch.from_numpy(clip.masks[t, i])
+                target = clip.masks[t, i]
                 if not target.any():
                     counts["absent"] += 1
                     counts["absent_empty"] += int(not chosen[i].any())
                     continue
                 counts["present"] += 1
-                score = iou(chosen[i], target)
+                score = region_similarity(target, chosen[i])
                 j.append(score)
-                j_best.append(max(iou(c, target) for c in candidates[i]))
-                on_grid = grid_mask(target)
-                j_grid.append(iou(on_grid, target))
-                f.append(contour_accuracy(target.numpy(), chosen[i].numpy()))
-                f_grid.append(contour_accuracy(target.numpy(), on_grid.numpy()))
+                j_best.append(max(region_similarity(target, c) for c in candidates[i]))
+                on_grid = grid_mask(torch.from_numpy(target)).numpy()
+                j_grid.append(region_similarity(target, on_grid))
+                f.append(contour_accuracy(target, chosen[i]))
+                f_grid.append(contour_accuracy(target, on_grid))
                 if not chosen[i].any():
                     counts["empty"] += 1
                 elif score >= SWITCH_J:
                     counts["tracked"] += 1
                     j_tracked.append(score)
                 else:
-                    own = float((chosen[i] & target).sum())
-                    others = [float((chosen[i] & torch.from_numpy(every_mask[t, k])).sum()) for k in range(video.num_objects) if k != obj]
-                    counts["switched" if max(others, default=0.0) > own else "lost"] += 1
+                    own = np.count_nonzero(chosen[i] & target)
+                    others = [np.count_nonzero(chosen[i] & every_mask[t, k]) for k in range(video.num_objects) if k != obj]
+                    counts["switched" if max(others, default=0) > own else "lost"] += 1
     present = max(counts["present"], 1)
     return {
         "videos": f"{first_video}..{first_video + videos - 1}",
