@@ -20,10 +20,9 @@ from .errors import StreamSamError
 DEMO_MODEL = Path(__file__).resolve().parent / "demo_model"
 
 
-def demo_clip(model_dir: Path | None = None) -> tuple[Path, dict, np.ndarray]:
+def demo_clip(model_dir: Path = DEMO_MODEL) -> tuple[Path, dict, np.ndarray]:
     """The clip packaged with a demo model (default: the bundled one): its path, its description
     (clicks, fps, seed) and true masks [T, K, H, W]."""
-    model_dir = Path(model_dir or DEMO_MODEL)
     description = model_dir / "clip.json"
     if not description.is_file():
         raise StreamSamError(
@@ -49,7 +48,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from .track_command import Progress
     from .writers import VideoWriter
 
-    model_dir = Path(args.model or DEMO_MODEL)
+    model_dir = args.model or DEMO_MODEL
     video, clip, truth = demo_clip(model_dir)
     clicks = clip["clicks"]
     tracker = StreamTracker(OnnxRuntimeBackend(model_dir, threads=args.threads), max_objects=len(clicks))
