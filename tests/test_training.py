@@ -460,8 +460,7 @@ def test_decoder_probe_on_oracle_features_reports_its_ceiling_and_seeds_a_traini
     from streamsam.export.checkpoint import read_state_dict
     from training import probe_decoder, train
 
-    weights = tmp_path / "oracle" / "model.pt"
-    weights.parent.mkdir()
+    weights = tmp_path / "oracle" / "model.pt"  # its folder is made, as train.py's --out
     probe_decoder.main(["--features", "oracle", "--steps", "2", "--every", "1", "--decoder-qk-tie", "2", "--save", str(weights)])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert 0.3 < lines[0]["ceiling"] < 1  # blocks of 16 x 16 pixels cannot draw the exact masks

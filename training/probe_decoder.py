@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m training.probe_decoder", description=__doc__.split("\n\n")[0])
     p.add_argument("--features", choices=("oracle", "oracle_grid", "encoder"), required=True)
     p.add_argument("--train-high-res", action="store_true", help="with oracle_grid: train the encoder's high-resolution path too")
+    p.add_argument("--config", default="demo", help="model config (demo, or a training experiment such as demo_wide)")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--focal-weight", type=float, default=1.0)
@@ -95,8 +96,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.train_high_res and args.features != "oracle_grid":
         p.error(f"received --train-high-res with --features {args.features}; expected --features oracle_grid (the other modes train "
                 "the encoder wholly, or have no encoder)")
+    if args.save:  # now, not after the run: a missing folder would lose it
+        args.save.parent.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
-    config = get_training_config("demo")
+    config = get_training_config(args.config)
     model = new_model(config, args.seed, args.decoder_qk_tie).train()
     if args.init:
         load_weights(model, args.init)
