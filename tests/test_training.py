@@ -322,6 +322,27 @@ def test_tied_decoder_init_starts_cross_attention_with_equal_query_and_key_proje
     assert not torch.equal(self_attention.q_proj.weight, self_attention.k_proj.weight)
 
 
+def test_the_wide_experiments_are_the_demo_model_widened_and_stay_out_of_the_export_registry():
+    """training's experiment configs (session 9): the demo model with the official tracker width;
+    the same modules and depths, and `streamsam export` does not know them until one ships."""
+    from streamsam.export.config import get_config
+    from streamsam.export.modeling.sam2_model import Sam2Model
+    from training.demo_config import DEMO_CONFIG, get_training_config
+
+    wide, tracker = get_training_config("demo_wide"), get_training_config("demo_wide_tracker")
+    for config in (wide, tracker):
+        assert (config.d_model, config.mem_dim, config.obj_ptr_tokens) == (256, 64, 4)
+        assert config.hiera.stages == DEMO_CONFIG.hiera.stages and config.memory_attention_layers == DEMO_CONFIG.memory_attention_layers
+        with pytest.raises(KeyError, match=config.name):
+            get_config(config.name)
+    assert wide.hiera.embed_dim == 48 and tracker.hiera == DEMO_CONFIG.hiera
+    at_384 = get_training_config("demo_wide_384")
+    assert at_384.image_size == 384 and at_384.hiera.window_spec[2:] == (24, 12)  # still global, as demo_384
+    assert get_training_config("demo_wide", 320).image_size == 320
+    with torch.device("meta"):
+        assert Sam2Model(wide).state_dict().keys() == Sam2Model(DEMO_CONFIG).state_dict().keys()
+
+
 def test_a_few_training_steps_write_a_checkpoint_that_loads_strictly(tmp_path):
     from streamsam.export.checkpoint import load_checkpoint, read_state_dict
     from training import train

@@ -22,13 +22,33 @@ better at 384, and fine-tuning there added nothing measurable (training/README.m
 
 from __future__ import annotations
 
+import dataclasses
+
 from streamsam.export.config import Sam2Config, get_config
 
 # Registered in streamsam.export.config, so `streamsam export --config demo` knows it too.
 DEMO_CONFIG = get_config("demo")
 
+# Training experiments: known to the training tools only, until one ships. demo_wide doubles the
+# tracker (d_model 256, mem_dim 64, as the official models) and widens the trunk by half;
+# demo_wide_tracker widens the tracker alone. Does a wider model learn more per minute of this CPU? (README.md, "Status", session 9)
+_WIDE = dataclasses.replace(
+    DEMO_CONFIG, name="demo_wide", d_model=256, mem_dim=64, memory_attention_ffn=1024,
+    hiera=dataclasses.replace(DEMO_CONFIG.hiera, embed_dim=48),
+)
+EXPERIMENT_CONFIGS = {
+    "demo_wide": _WIDE,
+    "demo_wide_tracker": dataclasses.replace(_WIDE, name="demo_wide_tracker", hiera=DEMO_CONFIG.hiera),
+    "demo_wide_384": dataclasses.replace(
+        _WIDE, name="demo_wide_384", image_size=384, hiera=dataclasses.replace(_WIDE.hiera, window_spec=(8, 4, 24, 12))
+    ),
+}
+
 
 def get_training_config(name: str, image_size: int | None = None) -> Sam2Config:
-    """A config registered in streamsam.export.config ('demo', 'reduced', ...), at its own input
-    size or at image_size."""
+    """A config registered in streamsam.export.config ('demo', 'reduced', ...) or one of
+    EXPERIMENT_CONFIGS, at its own input size or at image_size."""
+    if name in EXPERIMENT_CONFIGS:
+        config = EXPERIMENT_CONFIGS[name]
+        return config if image_size is None else config.with_image_size(image_size)
     return get_config(name, image_size)
