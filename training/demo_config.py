@@ -29,19 +29,13 @@ from streamsam.export.config import Sam2Config, get_config
 # Registered in streamsam.export.config, so `streamsam export --config demo` knows it too.
 DEMO_CONFIG = get_config("demo")
 
-# Training experiments: known to the training tools only, until one ships. demo_wide doubles the
-# tracker (d_model 256, mem_dim 64, as the official models) and widens the trunk by half;
-# demo_wide_tracker widens the tracker alone. Does a wider model learn more per minute of this CPU? (README.md, "Status", session 9)
-_WIDE = dataclasses.replace(
-    DEMO_CONFIG, name="demo_wide", d_model=256, mem_dim=64, memory_attention_ffn=1024,
-    hiera=dataclasses.replace(DEMO_CONFIG.hiera, embed_dim=48),
-)
+# Training experiments, known to the training tools only until one ships: does a wider model learn
+# more per minute of this CPU? (README.md, "Status", session 9: no.) demo_wide_tracker has the
+# official tracker width (d_model 256, mem_dim 64); demo_wide also widens the trunk by half.
+_WIDE_TRACKER = dataclasses.replace(DEMO_CONFIG, name="demo_wide_tracker", d_model=256, mem_dim=64, memory_attention_ffn=1024)
 EXPERIMENT_CONFIGS = {
-    "demo_wide": _WIDE,
-    "demo_wide_tracker": dataclasses.replace(_WIDE, name="demo_wide_tracker", hiera=DEMO_CONFIG.hiera),
-    "demo_wide_384": dataclasses.replace(
-        _WIDE, name="demo_wide_384", image_size=384, hiera=dataclasses.replace(_WIDE.hiera, window_spec=(8, 4, 24, 12))
-    ),
+    "demo_wide_tracker": _WIDE_TRACKER,
+    "demo_wide": dataclasses.replace(_WIDE_TRACKER, name="demo_wide", hiera=dataclasses.replace(DEMO_CONFIG.hiera, embed_dim=48)),
 }
 
 
