@@ -42,7 +42,5 @@ EXPERIMENT_CONFIGS = {
 def get_training_config(name: str, image_size: int | None = None) -> Sam2Config:
     """A config registered in streamsam.export.config ('demo', 'reduced', ...) or one of
     EXPERIMENT_CONFIGS, at its own input size or at image_size."""
-    if name in EXPERIMENT_CONFIGS:
-        config = EXPERIMENT_CONFIGS[name]
-        return config if image_size is None else config.with_image_size(image_size)
-    return get_config(name, image_size)
+    config = EXPERIMENT_CONFIGS[name] if name in EXPERIMENT_CONFIGS else get_config(name)
+    return config if image_size is None else config.with_image_size(image_size)
