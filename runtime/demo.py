@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -45,7 +44,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from . import OnnxRuntimeBackend, StreamTracker
     from .overlay import draw_result
     from .sources import FrameSource
-    from .track_command import Progress
+    from .progress import Progress
     from .writers import VideoWriter
 
     model_dir = args.model or DEMO_MODEL
@@ -73,7 +72,7 @@ def run_demo(args: argparse.Namespace) -> int:
             writer.write(draw_result(frame.copy(), result, fps=progress.fps()))
             progress.update(index + 1, 0)
     writer.close()
-    print(file=sys.stderr)
+    progress.close()
     tracked = np.asarray(seconds[1:]) * 1e3  # frame 0 also runs the prompts
     print(f"{len(seconds)} frames: {np.median(tracked):.1f} ms per tracked frame (median; p90 {np.percentile(tracked, 90):.1f} ms), "
           f"{seconds[0] * 1e3:.0f} ms for the prompted frame 0")

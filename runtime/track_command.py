@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from .errors import StreamSamError
+from .progress import Progress
 from .sources import FrameSource, SourceDisconnected
 
 
@@ -66,28 +66,6 @@ def open_backend(args: argparse.Namespace):
     return OnnxRuntimeBackend(resolve_graphs(args), threads=args.threads)
 
 
-class Progress:
-    """One status line, rewritten in place: a progress bar for files, the FPS for live sources."""
-
-    def __init__(self, total: int | None, live: bool) -> None:
-        self.total, self.live = total, live
-        self.start = time.perf_counter()
-        self.times: list[float] = []
-
-    def fps(self) -> float:
-        recent = self.times[-30:]
-        return (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
-
-    def update(self, done: int, dropped: int) -> None:
-        self.times.append(time.perf_counter())
-        if self.total:
-            filled = int(30 * done / self.total)
-            line = f"[{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total} frames, {self.fps():.1f} FPS"
-        else:
-            line = f"{done} frames, {self.fps():.1f} FPS" + (f", {dropped} stale frames dropped" if self.live else "")
-        print("\r" + line, end="", file=sys.stderr, flush=True)
-
-
 def run_track(args: argparse.Namespace) -> int:
     from . import StreamTracker
     from .overlay import draw_result
@@ -104,7 +82,10 @@ def run_track(args: argparse.Namespace) -> int:
     print(f"{source.spec.describe()}; model {args.engine_dir or backend.onnx_dir}; {len(points) + len(boxes)} object(s); outputs: {', '.join(args.out or ['none'])}")
     status, code = "", 0
     with source:
-        progress = Progress(source.expected_frames if not source.spec.live else None, source.spec.live)
+        total = None if source.spec.live else source.expected_frames
+        if total and args.max_frames:
+            total = min(total, args.max_frames)
+        progress = Progress(total, source.spec.live)
         count = 0
         try:
             for index, frame in source:
@@ -125,7 +106,7 @@ def run_track(args: argparse.Namespace) -> int:
         finally:
             for out in outputs:
                 out.close()
-            print(file=sys.stderr)
+            progress.close()
     if not status and source.ended_early and not args.max_frames:
         status = f"the file ended early: {source.frames_read} frames read" + (
             f" of the {source.expected_frames} its header announced" if source.expected_frames else ""

@@ -5,6 +5,7 @@ that disconnects mid-stream, a prompt outside the frame."""
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 
 import av
@@ -15,6 +16,7 @@ from PIL import Image
 from conftest import moving_square_video
 from streamsam.cli import main as cli_main
 from streamsam.errors import StreamSamError
+from streamsam.progress import Progress
 from streamsam.sources import FrameSource, SourceDisconnected, parse_source
 
 
@@ -96,14 +98,42 @@ def test_track_command_writes_overlay_rle_and_png(reduced_graphs, clip, tmp_path
     code = cli_main(["track", "--source", str(clip), "--point", "40,50", "--box", "100,100,200,170", "--onnx-dir", str(reduced_graphs),
                      "--out", str(out / "overlay.mp4"), "--out", str(out / "masks.jsonl"), "--out", str(out / "png"), "--resize", "fast"])
     assert code == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "file source" in printed and "2 object(s)" in printed and "12 frames" in printed
+    # stderr is not a terminal here: whole progress lines, no carriage returns piling up in a log
+    assert "\r" not in captured.err and captured.err.splitlines()[-1].startswith("12/12 frames (100 %)")
     with av.open(str(out / "overlay.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == 12
     lines = [json.loads(line) for line in (out / "masks.jsonl").read_text().splitlines()]
     assert len(lines) == 12 and [o["id"] for o in lines[-1]["objects"]] == [1, 2]
     assert lines[0]["objects"][0]["rle"]["size"] == [180, 240]
     assert len(list((out / "png").glob("*.png"))) == 24
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_rewrites_one_line_on_a_terminal_and_writes_tenths_to_a_log():
+    log = io.StringIO()
+    progress = Progress(200, live=False, stream=log)
+    for done in range(1, 201):
+        progress.update(done, 0)
+    progress.close()
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and len(lines) == 10  # a line at each tenth (the test takes far under 10 s)
+    assert lines[0].startswith("20/200 frames (10 %)") and lines[-1].startswith("200/200 frames (100 %)")
+
+    terminal = _Terminal()
+    progress = Progress(None, live=True, stream=terminal)
+    for done in range(1, 4):
+        progress.update(done, dropped=done - 1)
+    progress.close()
+    written = terminal.getvalue()
+    assert written.count("\r") == 3 and written.endswith("\n")  # one line, rewritten, ended by close()
+    assert written.rsplit("\r", 1)[-1].startswith("3 frames,") and written.endswith("2 stale frames dropped\n")
 
 
 def test_track_command_when_the_camera_disconnects(reduced_graphs, clip, tmp_path, capsys):
