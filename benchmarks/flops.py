@@ -16,19 +16,22 @@ FLOPS_PER_CYCLE = {"fma": 32, "avx": 8}
 
 
 def graph_flops(model, dims, objects: int = 1) -> dict[str, int]:
-    """FLOPs of one call of each graph with `objects` objects and one point, memory attention at
-    its full slot capacity (the graph always attends over every slot; invalid ones are masked)."""
+    """FLOPs of one call of each graph with `objects` objects and one point, memory attention at a
+    stream's steady state after one prompt: the slots the CPU runtime passes then (num_maskmem
+    memories, 16 pointers), which is what the official model attends to."""
     import torch
 
-    from streamsam.contracts import graph_contracts
+    from streamsam.contracts import MEMORY_SLOTS, POINTER_SLOTS, graph_contracts
     from streamsam.export.onnx_export import GRAPH_WRAPPERS, example_inputs
+    from streamsam.memory_bank import MAX_OBJ_PTRS
 
     from .official_side import flops_of  # one counter for both sides (it counts CPU attention too)
 
     counts = {}
     for name, contract in graph_contracts(dims).items():
         wrapper = GRAPH_WRAPPERS[name](model).eval()
-        inputs = example_inputs(contract, dims, objects=objects, points=1)
+        steady = {MEMORY_SLOTS: dims.num_maskmem, POINTER_SLOTS: min(MAX_OBJ_PTRS, dims.pointer_slots)}
+        inputs = example_inputs(contract, dims, objects=objects, points=1, slots=steady)
         args = [torch.from_numpy(inputs[n]) for n in contract.input_names]
         with torch.no_grad():
             counts[name] = flops_of(lambda: wrapper(*args))

@@ -168,14 +168,14 @@ def write_report(data: dict, stem: Path) -> None:
         f"Versions: {', '.join(f'{k} {v}' for k, v in data['versions'].items())}. Ours: ONNX Runtime CPU (FP32). "
         "Official: sam2 SAM2VideoPredictor, PyTorch FP32 on the CPU.", "",
         "## Milliseconds per frame, by memory fill level (frames after a click on frame 0)", "",
-        "Median of the frames at each fill level; steady = frames at 7 memories. Our memory attention has "
-        "fixed slots (TensorRT-friendly), so its cost does not fall at low fill; the official one's grows with fill.", "",
+        "Median of the frames at each fill level; steady = frames at 7 memories. On the CPU our memory attention "
+        "is passed only the filled slots (TensorRT engines keep them fixed), so, like the official one's, its cost grows with fill.", "",
         *per_frame_table(data), "",
         f"## Per graph ({min(int(k) for k in data['ours']['tracking'])} object(s), steady state)", "",
         "Ours: ONNX Runtime call time (p50 / p90 / p99), all objects in one call. Official: mean time per frame of "
         "its methods at our graphs' boundaries (forward_image, _prepare_memory_conditioned_features, _forward_sam_heads, "
         "_encode_new_memory; one object at a time, summed). GFLOP: matrix products, "
-        "convolutions and attention, torch.utils.flop_counter, for all objects of the call; ours at full slot capacity.", "",
+        "convolutions and attention, torch.utils.flop_counter, for all objects of the call; ours at the steady state's filled slots.", "",
         *per_graph_table(data), "",
         "## Image mode (encoder, then one click with three masks)", "",
         *image_mode_table(data), "",

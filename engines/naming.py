@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from streamsam.contracts import GRAPH_NAMES, OBJECTS, POINTS, GraphContract
 
 from .errors import EngineError
-from .profiles import symbolic_axes
 
 ENGINE_SUFFIX = ".engine"
 NAME_PRECISIONS = ("fp16", "fp32")
@@ -104,7 +103,7 @@ class EngineName:
         compute_capability: tuple[int, int],
         tensorrt_version: str,
     ) -> "EngineName":
-        axes = symbolic_axes(contract)
+        axes = contract.axes
         return cls(
             graph=contract.name,
             model=model,

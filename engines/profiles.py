@@ -14,9 +14,10 @@ gives each symbolic axis a (min, opt, max) and keeps every fixed size as it is:
   than interactive refinement needs, and raising it costs only the range TensorRT tunes for and
   12 bytes per point per object of input buffers.
 
-Memory attention's memory and pointer slots stay static (`memory_slots`, `pointer_slots` of
-ModelDims): DESIGN.md's known-good recipe. The runtime passes its fixed-capacity rings with
-validity flags, so the slot dimensions never change and TensorRT sees one shape per object count.
+- `memory_slots`, `pointer_slots` (memory attention): capacity / capacity / capacity. The contract
+  lets a graph take any count up to the memory bank's capacity (ONNX Runtime on the CPU gets only the
+  filled slots), but an engine keeps them static: DESIGN.md's known-good recipe. The device path
+  passes its preallocated rings whole, with validity flags, so TensorRT sees one shape per object count.
 """
 
 from __future__ import annotations
@@ -99,12 +100,8 @@ def graph_profiles(
 ) -> dict[str, GraphProfile]:
     """One profile per graph, in the contracts' graph order."""
     axes = axis_ranges(max_objects, max_points, opt_objects)
+    axes.update({axis: (n, n, n) for axis, n in dims.slot_capacity.items()})
     return {name: graph_profile(contract, axes) for name, contract in graph_contracts(dims).items()}
-
-
-def symbolic_axes(contract: GraphContract) -> set[str]:
-    """The symbolic axes a graph's inputs and outputs use (what its engine's name must say)."""
-    return {a for spec in contract.inputs + contract.outputs for a in spec.shape if isinstance(a, str)}
 
 
 @dataclass(frozen=True)
@@ -147,7 +144,7 @@ class BufferPlan:
 
 def buffer_plan(dims: ModelDims, max_objects: int = DEFAULT_MAX_OBJECTS, max_points: int = DEFAULT_MAX_POINTS) -> BufferPlan:
     """The max-shape byte size of every graph's inputs and outputs (contract shape x dtype size)."""
-    axes = {a: r[2] for a, r in axis_ranges(max_objects, max_points).items()}
+    axes = {a: r[2] for a, r in axis_ranges(max_objects, max_points).items()} | dims.slot_capacity
     buffers: list[PlannedBuffer] = []
     seen: dict[str, PlannedBuffer] = {}
     for contract in graph_contracts(dims).values():

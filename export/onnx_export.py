@@ -26,8 +26,10 @@ from streamsam.contracts import (
     MASK_DECODER,
     MEMORY_ATTENTION,
     MEMORY_ENCODER,
-    POINTS,
+    MEMORY_SLOTS,
     OBJECTS,
+    POINTER_SLOTS,
+    POINTS,
     GraphContract,
     ModelDims,
     graph_contracts,
@@ -88,13 +90,16 @@ def model_dims(config: Sam2Config, max_prompted_frames: int) -> ModelDims:
     )
 
 
-def example_inputs(contract: GraphContract, dims: ModelDims, objects: int, points: int, seed: int = 0) -> dict[str, np.ndarray]:
+def example_inputs(
+    contract: GraphContract, dims: ModelDims, objects: int, points: int, seed: int = 0, slots: dict[str, int] | None = None
+) -> dict[str, np.ndarray]:
     """Plausible inputs for tracing and checking a graph: every branch of the graph is exercised
-    (valid and empty slots, objects present and absent, multimask on and off, with and without a mask)."""
+    (valid and empty slots, objects present and absent, multimask on and off, with and without a mask).
+    Memory attention's slots at capacity unless `slots` says how many."""
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
     for spec in contract.inputs:
-        shape = spec.concrete_shape(**{OBJECTS: objects, POINTS: points})
+        shape = spec.concrete_shape(**{OBJECTS: objects, POINTS: points}, **(slots or dims.slot_capacity))
         name = spec.name
         if name == "point_coords":
             value = rng.uniform(0, dims.image_size, shape)
@@ -152,8 +157,15 @@ def export_graph(wrapper: nn.Module, contract: GraphContract, inputs: dict[str, 
         )
 
 
-def check_graph(path: Path, wrapper: nn.Module, contract: GraphContract, inputs: dict[str, np.ndarray]) -> dict[str, float]:
-    """onnx.checker, then ONNX Runtime CPU against PyTorch; returns the max abs error per output."""
+def fewer_slots(dims: ModelDims) -> dict[str, int]:
+    """A slot count below capacity, for checking that an exported graph kept its slot axes symbolic
+    (the runtime passes only the filled slots on the CPU)."""
+    return {MEMORY_SLOTS: min(2, dims.memory_slots), POINTER_SLOTS: min(3, dims.pointer_slots)}
+
+
+def check_graph(path: Path, wrapper: nn.Module, contract: GraphContract, cases: list[dict[str, np.ndarray]]) -> dict[str, float]:
+    """onnx.checker, then ONNX Runtime CPU against PyTorch on each case of inputs; returns the max abs
+    error per output over the cases."""
     onnx = require("onnx", "export")
     ort = require("onnxruntime", "export")
     try:
@@ -167,6 +179,14 @@ def check_graph(path: Path, wrapper: nn.Module, contract: GraphContract, inputs:
             f"{contract.name} | received a graph with inputs {io[0]} and outputs {io[1]}; expected "
             f"{contract.input_names} and {contract.output_names} (streamsam.contracts)"
         )
+    errors = {spec.name: 0.0 for spec in contract.outputs}
+    for inputs in cases:
+        for name, error in _compare(session, wrapper, contract, inputs).items():
+            errors[name] = max(errors[name], error)
+    return errors
+
+
+def _compare(session, wrapper: nn.Module, contract: GraphContract, inputs: dict[str, np.ndarray]) -> dict[str, float]:
     got = dict(zip(contract.output_names, session.run(contract.output_names, inputs)))
     with torch.no_grad():
         expected = wrapper(*(torch.from_numpy(inputs[n]) for n in contract.input_names))
@@ -225,7 +245,10 @@ def export_model(
         if options.weights == "float16":
             store_float16_initializers(path)
         exported = time.perf_counter() - start
-        errors = check_graph(path, wrapper, contract, inputs) if options.check else {}
+        cases = [inputs]
+        if MEMORY_SLOTS in contract.axes:
+            cases.append(example_inputs(contract, dims, options.example_objects, options.example_points, seed=1, slots=fewer_slots(dims)))
+        errors = check_graph(path, wrapper, contract, cases) if options.check else {}
         graphs[name] = GraphFile(file=path.name, sha256=file_sha256(path), size_bytes=path.stat().st_size, max_abs_error=errors)
         if progress is not None:
             checked = f", ONNX Runtime max abs error {max(errors.values()):.2g}" if errors else ", not checked"

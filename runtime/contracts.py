@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 OBJECTS = "objects"
 POINTS = "points"
+MEMORY_SLOTS = "memory_slots"
+POINTER_SLOTS = "pointer_slots"
 
 # Prompt point labels, as SAM's prompt encoder reads them.
 LABEL_PADDING = -1
@@ -74,6 +76,11 @@ class ModelDims:
     def max_prompted_frames(self) -> int:
         return self.memory_slots - (self.num_maskmem - 1)
 
+    @property
+    def slot_capacity(self) -> dict[str, int]:
+        """The slot axes at their capacity: what buffers allocated once are sized for."""
+        return {MEMORY_SLOTS: self.memory_slots, POINTER_SLOTS: self.pointer_slots}
+
 
 @dataclass(frozen=True)
 class TensorSpec:
@@ -103,6 +110,11 @@ class GraphContract:
     def output_names(self) -> list[str]:
         return [t.name for t in self.outputs]
 
+    @property
+    def axes(self) -> set[str]:
+        """The symbolic axes its inputs and outputs use."""
+        return {a for spec in self.inputs + self.outputs for a in spec.shape if isinstance(a, str)}
+
     def tensor(self, name: str) -> TensorSpec:
         for spec in self.inputs + self.outputs:
             if spec.name == name:
@@ -127,14 +139,14 @@ def graph_contracts(dims: ModelDims) -> dict[str, GraphContract]:
             MEMORY_ATTENTION,
             inputs=(
                 image_embed,
-                TensorSpec("memory", f32, (OBJECTS, dims.memory_slots, mem, g, g)),
+                TensorSpec("memory", f32, (OBJECTS, MEMORY_SLOTS, mem, g, g)),
                 # temporal distance of each memory: 0 for prompted frames, 1..num_maskmem-1 for recent ones
-                TensorSpec("memory_tpos", i32, (OBJECTS, dims.memory_slots)),
-                TensorSpec("memory_valid", b, (OBJECTS, dims.memory_slots)),
-                TensorSpec("obj_ptrs", f32, (OBJECTS, dims.pointer_slots, d)),
+                TensorSpec("memory_tpos", i32, (OBJECTS, MEMORY_SLOTS)),
+                TensorSpec("memory_valid", b, (OBJECTS, MEMORY_SLOTS)),
+                TensorSpec("obj_ptrs", f32, (OBJECTS, POINTER_SLOTS, d)),
                 # signed frame distance of each pointer divided by (max pointers - 1), as the official code
-                TensorSpec("obj_ptr_tpos", f32, (OBJECTS, dims.pointer_slots)),
-                TensorSpec("obj_ptr_valid", b, (OBJECTS, dims.pointer_slots)),
+                TensorSpec("obj_ptr_tpos", f32, (OBJECTS, POINTER_SLOTS)),
+                TensorSpec("obj_ptr_valid", b, (OBJECTS, POINTER_SLOTS)),
             ),
             outputs=(TensorSpec("conditioned_embed", f32, (OBJECTS, d, g, g)),),
         ),
@@ -184,8 +196,11 @@ def markdown_table(dims: ModelDims) -> str:
     """The contracts as the README's table (a test keeps the README in step with this module)."""
     rows = ["| graph | input | output |", "|---|---|---|"]
 
+    capacity = dims.slot_capacity
+
     def fmt(spec: TensorSpec) -> str:
-        return f"`{spec.name}` {spec.dtype} [{', '.join(str(a) for a in spec.shape)}]"
+        axes = (f"{a} <= {capacity[a]}" if a in capacity else str(a) for a in spec.shape)
+        return f"`{spec.name}` {spec.dtype} [{', '.join(axes)}]"
 
     for contract in graph_contracts(dims).values():
         rows.append(

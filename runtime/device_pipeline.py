@@ -54,7 +54,7 @@ class DevicePipeline:
 
         def alloc(graph: str, io: str) -> dict[str, DeviceArray]:
             specs = contracts[graph].inputs if io == "in" else contracts[graph].outputs
-            return {s.name: arena.zeros(s.concrete_shape(objects=max_objects, points=self.max_points), s.dtype) for s in specs}
+            return {s.name: arena.zeros(s.concrete_shape(objects=max_objects, points=self.max_points, **dims.slot_capacity), s.dtype) for s in specs}
 
         image_spec = contracts[IMAGE_ENCODER].inputs[0]
         self.host_image = np.zeros(image_spec.shape, np.float32)

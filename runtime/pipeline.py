@@ -10,9 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import Backend
-from .contracts import IMAGE_ENCODER, LABEL_PADDING, MASK_DECODER, MEMORY_ATTENTION, MEMORY_ENCODER
+from .contracts import IMAGE_ENCODER, LABEL_PADDING, MASK_DECODER, MEMORY_ATTENTION, MEMORY_ENCODER, MEMORY_SLOTS, POINTER_SLOTS
 from .image_ops import preprocess_frame
 from .memory_bank import MemoryBank
+
+# Each slot axis of memory_attention and the input that flags its filled slots.
+SLOT_FLAGS = {MEMORY_SLOTS: "memory_valid", POINTER_SLOTS: "obj_ptr_valid"}
 
 
 def open_pipeline(backend: Backend, max_objects: int, resize: str = "pil_bicubic"):
@@ -55,11 +58,15 @@ class Pipeline:
 
         def alloc(graph: str, io: str) -> dict[str, np.ndarray]:
             specs = contracts[graph].inputs if io == "in" else contracts[graph].outputs
-            return {s.name: np.zeros(s.concrete_shape(objects=max_objects, points=1), s.dtype) for s in specs}
+            return {s.name: np.zeros(s.concrete_shape(objects=max_objects, points=1, **dims.slot_capacity), s.dtype) for s in specs}
 
         self.encoder_out = alloc(IMAGE_ENCODER, "out")
         self.image = np.zeros(contracts[IMAGE_ENCODER].inputs[0].shape, np.float32)
         self.conditioned = alloc(MEMORY_ATTENTION, "out")["conditioned_embed"]
+        # memory_attention's inputs by slot axis (named as the bank's arrays), and flat buffers the
+        # filled slots are gathered into (see `attend`).
+        self.slot_inputs = {axis: [s.name for s in contracts[MEMORY_ATTENTION].inputs if axis in s.shape] for axis in SLOT_FLAGS}
+        self.filled = {k: v.reshape(-1) for k, v in alloc(MEMORY_ATTENTION, "in").items() if k != "image_embed"}
         self.decoder_in = alloc(MASK_DECODER, "in")
         self.decoder_out = alloc(MASK_DECODER, "out")
         self.memory_out = alloc(MEMORY_ENCODER, "out")["maskmem_features"]
@@ -80,22 +87,37 @@ class Pipeline:
     def attend(self, rows: slice) -> np.ndarray:
         """Memory attention for `rows` with the bank's current selection -> conditioned features."""
         bank = self.bank
-        inputs = {
-            "image_embed": self.image_embed,
-            "memory": bank.memory[rows],
-            "memory_tpos": bank.memory_tpos[rows],
-            "memory_valid": bank.memory_valid[rows],
-            "obj_ptrs": bank.obj_ptrs[rows],
-            "obj_ptr_tpos": bank.obj_ptr_tpos[rows],
-            "obj_ptr_valid": bank.obj_ptr_valid[rows],
-        }
+        memory_valid, obj_ptr_valid = bank.memory_valid[rows], bank.obj_ptr_valid[rows]
         out = self.conditioned[rows]
-        if not (inputs["memory_valid"].any() or inputs["obj_ptr_valid"].any()):
+        if not (memory_valid.any() or obj_ptr_valid.any()):
             # Initial prompted frames only: the graph would add no_mem_embed and nothing else.
             np.add(self.image_embed, self.no_mem_embed, out=out)
             return out
+        inputs = {"image_embed": self.image_embed}
+        for axis, flags in SLOT_FLAGS.items():
+            names = self.slot_inputs[axis]
+            inputs.update(self._filled_slots(getattr(bank, flags)[rows], {name: getattr(bank, name)[rows] for name in names}))
         self.backend.run(MEMORY_ATTENTION, inputs, {"conditioned_embed": out})
         return out
+
+    def _filled_slots(self, valid: np.ndarray, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The filled slots of each row, first and in slot order, as many as the fullest row has: the
+        attention's cost is per slot passed, and the ring's empty slots (the bank's spare prompted
+        frames, the first frames after a prompt) would be paid for and masked out. Rows with fewer keep
+        validity flags for the rest. The bank's own arrays when every slot is filled."""
+        objects, capacity = valid.shape
+        count = max(int(valid.sum(axis=1).max()), 1)
+        if count == capacity:
+            return arrays
+        order = np.argsort(~valid, axis=1, kind="stable")[:, :count]
+        gathered = {}
+        for name, array in arrays.items():
+            shape = (objects, count) + array.shape[2:]
+            staged = self.filled[name][: int(np.prod(shape))].reshape(shape)
+            for row in range(objects):
+                np.take(array[row], order[row], axis=0, out=staged[row])
+            gathered[name] = staged
+        return gathered
 
     def decode(
         self,

@@ -21,8 +21,11 @@ def test_tiny_1024_shapes_match_the_published_model():
     assert enc.tensor("high_res_feats_1").shape == (1, 64, 128, 128)
     assert enc.tensor("image_embed").shape == (1, 256, 64, 64)
     att = c["memory_attention"]
-    assert att.tensor("memory").shape == ("objects", 8, 64, 64, 64)
-    assert att.tensor("obj_ptrs").shape == ("objects", 17, 256)
+    assert att.tensor("memory").shape == ("objects", "memory_slots", 64, 64, 64)
+    assert att.tensor("obj_ptrs").shape == ("objects", "pointer_slots", 256)
+    # the slot axes at capacity: 2 prompted + 6 recent memories, 2 prompted + 15 recent pointers
+    assert att.tensor("memory").concrete_shape(objects=1, **TINY_1024.slot_capacity) == (1, 8, 64, 64, 64)
+    assert att.tensor("obj_ptrs").concrete_shape(objects=1, **TINY_1024.slot_capacity) == (1, 17, 256)
     dec = c["mask_decoder"]
     assert dec.tensor("low_res_masks").shape == ("objects", 1, 256, 256)
     assert dec.tensor("point_coords").shape == ("objects", "points", 2)

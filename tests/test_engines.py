@@ -64,6 +64,8 @@ def test_profiles_follow_the_contracts(dims):
                     assert (a, b, c) == (1, 2, 4), spec.name
                 elif axis == POINTS:
                     assert (a, b, c) == (1, 1, 16), spec.name
+                elif axis in dims.slot_capacity:  # static at capacity: the device path passes whole rings
+                    assert a == b == c == dims.slot_capacity[axis], spec.name
                 else:
                     assert a == b == c == axis, spec.name
     # Static shapes where DESIGN.md asks for them: the image encoder entirely, memory attention's slots.
@@ -107,7 +109,7 @@ def test_buffer_plan_is_contract_shapes_times_dtype_sizes(dims):
     assert listed == expected
     for buffer in plan.buffers:
         spec = contracts[buffer.graph].tensor(buffer.name)
-        shape = spec.concrete_shape(objects=3, points=16)
+        shape = spec.concrete_shape(objects=3, points=16, **dims.slot_capacity)
         assert buffer.shape == shape and buffer.dtype == spec.dtype
         assert buffer.nbytes == prod(shape) * np.dtype(spec.dtype).itemsize
         assert buffer.nbytes == np.zeros(shape, spec.dtype).nbytes

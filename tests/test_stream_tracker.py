@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import moving_square_video
+from streamsam import OnnxRuntimeBackend
+from streamsam.contracts import MEMORY_ATTENTION
 from streamsam.errors import StreamSamError
 from streamsam.stream_tracker import StreamTracker
 
@@ -45,6 +47,50 @@ def test_objects_are_batched_and_removing_one_keeps_the_others(reduced_graphs):
     assert result.object_ids == (9,)
     with pytest.raises(StreamSamError, match=r"received 7; expected one of the tracked objects \[9\]"):
         together.remove_object(7)
+
+
+class SlotRecordingBackend:
+    """The real ONNX Runtime backend; records the slot counts memory_attention runs with."""
+
+    def __init__(self, graphs) -> None:
+        self.inner = OnnxRuntimeBackend(graphs)
+        self.manifest = self.inner.manifest
+        self.slots: list[tuple[int, int]] = []
+
+    def run(self, graph, inputs, outputs) -> None:
+        if graph == MEMORY_ATTENTION:
+            self.slots.append((inputs["memory"].shape[1], inputs["obj_ptrs"].shape[1]))
+        self.inner.run(graph, inputs, outputs)
+
+
+def test_memory_attention_pays_only_for_filled_slots_and_gives_the_full_rings_result(reduced_graphs):
+    backend = SlotRecordingBackend(reduced_graphs)
+    dims = backend.manifest.dims
+    tracker = StreamTracker(backend, max_objects=2)
+    tracker.track(FRAMES[0])
+    tracker.add_points(1, [(40, 50)])  # an initial prompt attends to nothing: no call
+    for frame in FRAMES[1:10]:
+        tracker.track(frame)
+    # frame t: the prompted frame and t - 1 recent ones, up to num_maskmem memories; pointers likewise
+    # (up to 16): never the capacity of 8 memory slots (2 prompted frames) and 17 pointer slots.
+    assert backend.slots == [(min(t, dims.num_maskmem), t) for t in range(1, 10)]
+    assert dims.memory_slots == 8 and dims.pointer_slots == 17
+
+    # A second object prompted now has fewer memories than the first: the call takes the first's
+    # count, and the second's spare slots stay flagged empty. Same features as the whole rings.
+    tracker.add_box(2, (100, 100, 200, 170))
+    tracker.track(FRAMES[10])
+    tracker.track(FRAMES[11])
+    assert backend.slots[-1] == (dims.num_maskmem, 11)
+    p, rows = tracker.pipeline, slice(0, 2)
+    p.bank.select(rows, tracker.frame_index + 1)
+    whole = {"image_embed": p.image_embed}
+    whole.update({name: getattr(p.bank, name)[rows] for name in ("memory", "memory_tpos", "memory_valid", "obj_ptrs", "obj_ptr_tpos", "obj_ptr_valid")})
+    assert whole["memory"].shape[1] == dims.memory_slots and whole["memory_valid"].sum(axis=1).tolist() == [7, 3]
+    expected = np.zeros_like(p.conditioned[rows])
+    backend.inner.run(MEMORY_ATTENTION, whole, {"conditioned_embed": expected})
+    np.testing.assert_allclose(p.attend(rows), expected, atol=1e-5)
+    assert backend.slots[-1] == (7, 12)
 
 
 def test_bad_input_is_refused_and_the_session_keeps_its_memory(reduced_graphs):

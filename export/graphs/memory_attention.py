@@ -2,9 +2,11 @@
 attention part of the official `SAM2Base._prepare_memory_conditioned_features`; choosing which
 memories and pointers to pass is the runtime's memory bank).
 
-Memories and pointers come in fixed-capacity slots with validity flags, so a preallocated ring is
-passed as it is; invalid slots get a large negative bias on their attention logits, which leaves
-the softmax exactly as if they were absent (exp underflows to 0). A row with no valid slot at all is an initial prompted frame:
+Memories and pointers come in slots with validity flags: any number up to the bank's capacity (the
+graph keeps both slot axes symbolic: no count may become a Python int while tracing), so a
+preallocated ring can be passed as it is, or only its filled slots. Invalid slots get a large
+negative bias on their attention logits, which leaves the softmax exactly as if they were absent
+(exp underflows to 0). A row with no valid slot at all is an initial prompted frame:
 the official model then adds `no_mem_embed` instead of attending.
 """
 
@@ -51,43 +53,45 @@ class MemoryAttentionGraph(nn.Module):
         obj_ptr_tpos: torch.Tensor,
         obj_ptr_valid: torch.Tensor,
     ) -> torch.Tensor:
-        objects, slots, mem, g, _ = memory.shape
-        pointers = obj_ptrs.shape[1]
-        hw = g * g
+        objects, _, mem, g, _ = memory.shape
+        hw = self.memory_grid_pos.shape[0]
         curr = image_embed.flatten(2).transpose(1, 2).expand(objects, -1, -1)  # [B, HW, d]
         curr_pos = self.curr_pos[None].expand(objects, -1, -1)
 
         # Spatial memories: tokens [B, M*HW, mem], position = grid sine + temporal encoding. The
         # official code adds maskmem_tpos_enc[num_maskmem - 1] to prompted frames (distance 0) and
         # maskmem_tpos_enc[d - 1] to the frame d steps away (its t_pos = num_maskmem - d).
-        memory_tokens = memory.flatten(3).transpose(2, 3).reshape(objects, slots * hw, mem)
+        memory_tokens = memory.flatten(3).transpose(2, 3).flatten(1, 2)
         distance = memory_tpos.long()
         tpos_index = torch.where(distance == 0, torch.full_like(distance, self.num_maskmem - 1), distance - 1)
         tpos = self.maskmem_tpos_enc.reshape(self.num_maskmem, mem)[tpos_index]  # [B, M, mem]
-        memory_pos = (self.memory_grid_pos[None, None] + tpos[:, :, None, :]).reshape(objects, slots * hw, mem)
+        memory_pos = (self.memory_grid_pos[None, None] + tpos[:, :, None, :]).flatten(1, 2)
 
         # Object pointers: each d-vector is split into d/mem tokens sharing the pointer's position.
         split = self.d_model // self.mem_dim
-        ptr_tokens = obj_ptrs.reshape(objects, pointers * split, mem)
+        ptr_tokens = obj_ptrs.reshape(objects, -1, mem)
         if self.obj_ptr_tpos_enc:
             ptr_pos = self.obj_ptr_tpos_proj(get_1d_sine_pe(obj_ptr_tpos, dim=self.d_model))  # [B, P, mem]
         else:
             # SAM 2 gives pointers no temporal encoding; the input stays in the graph (contract).
             ptr_pos = (obj_ptr_tpos[..., None] * 0.0).expand(-1, -1, mem)
-        ptr_pos = ptr_pos.repeat_interleave(split, dim=1)
+        ptr_pos = ptr_pos[:, :, None, :].expand(-1, -1, split, -1).flatten(1, 2)  # each pointer's, per token
 
-        valid = torch.cat([memory_valid.repeat_interleave(hw, dim=1), obj_ptr_valid.repeat_interleave(split, dim=1)], dim=1)
+        def per_token(flags: torch.Tensor, tokens: int) -> torch.Tensor:
+            return flags[:, :, None].expand(-1, -1, tokens).flatten(1)
+
+        valid = torch.cat([per_token(memory_valid, hw), per_token(obj_ptr_valid, split)], dim=1)
         has_memory = valid.any(dim=1, keepdim=True)  # [B, 1]
         # Rows without any memory attend to everything (their result is replaced below): a row with
         # every key masked would be meaningless, and could be NaN in a fused kernel.
-        key_bias = torch.zeros(valid.shape, dtype=curr.dtype, device=curr.device)
+        key_bias = torch.zeros_like(valid, dtype=curr.dtype)
         key_bias = key_bias.masked_fill(~valid & has_memory, MASKED_KEY_BIAS)
         conditioned = self.memory_attention(
             curr=curr,
             curr_pos=curr_pos,
             memory=torch.cat([memory_tokens, ptr_tokens], dim=1),
             memory_pos=torch.cat([memory_pos, ptr_pos], dim=1),
-            num_obj_ptr_tokens=pointers * split,
+            num_obj_ptr_tokens=ptr_tokens.shape[1],
             memory_key_bias=key_bias,
         )
         # Initial prompted frames (no memory at all): features + no_mem_embed, as the official model.

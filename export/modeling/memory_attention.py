@@ -162,14 +162,15 @@ class MemoryAttention(nn.Module):
     @staticmethod
     def _key_rope(q_rope: RopeTables, num_memories: int, num_ptr_tokens: int) -> RopeTables:
         """Key tables [B, M, C]: the grid's rotation once per spatial memory (rope_k_repeat), then an
-        identity rotation (cos 1, sin 0) for the object-pointer tokens."""
+        identity rotation (cos 1, sin 0) for the object-pointer tokens. Broadcast rather than copied
+        out in a Python list, so that an exported graph keeps both counts symbolic."""
         cos, signed_sin = q_rope
-        batch, _, dim = cos.shape
-        cos_parts, sin_parts = [cos] * num_memories, [signed_sin] * num_memories
+        batch, grid_tokens, dim = cos.shape
+        cos, signed_sin = (t[:, None].expand(batch, num_memories, grid_tokens, dim).flatten(1, 2) for t in q_rope)
         if num_ptr_tokens > 0:  # no empty tensors in the graph
-            cos_parts.append(cos.new_ones(batch, num_ptr_tokens, dim))
-            sin_parts.append(cos.new_zeros(batch, num_ptr_tokens, dim))
-        return torch.cat(cos_parts, dim=1), torch.cat(sin_parts, dim=1)
+            cos = torch.cat([cos, cos.new_ones(1, 1, dim).expand(batch, num_ptr_tokens, dim)], dim=1)
+            signed_sin = torch.cat([signed_sin, cos.new_zeros(1, 1, dim).expand(batch, num_ptr_tokens, dim)], dim=1)
+        return cos, signed_sin
 
     def forward(
         self,
