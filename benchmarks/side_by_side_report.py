@@ -10,6 +10,9 @@ import numpy as np
 from .ours import FULL_FILL, percentiles
 
 GRAPHS = ("image_encoder", "memory_attention", "mask_decoder", "memory_encoder")
+# Memory growth is measured from here: by frame 16 every ring of the bank is full (6 recent memories,
+# 15 recent pointers), and the memory attention's inputs, now only the filled slots, stop growing.
+WARM_UP_FRAMES = 20
 
 
 def steady(records: list[dict], key=lambda r: r["ms"]) -> list[float]:
@@ -26,8 +29,8 @@ def ratio(theirs: float | None, ours: float | None) -> str:
     return f"{theirs / ours:.2f}x" if theirs and ours else "-"
 
 
-def growth_kb_per_frame(records: list[dict], skip: int = 10) -> float:
-    """Slope of RSS over the frames after the first `skip` (allocator warm-up), KB per frame."""
+def growth_kb_per_frame(records: list[dict], skip: int = WARM_UP_FRAMES) -> float:
+    """Slope of RSS over the frames after the first `skip` (the bank and the allocator warming up), KB per frame."""
     rows = records[skip:]
     if len(rows) < 2:
         return float("nan")
@@ -116,16 +119,17 @@ def image_mode_table(data: dict) -> list[str]:
 
 def memory_lines(data: dict) -> list[str]:
     ours = data["ours"]["stream"]
-    lines = [f"- ours (StreamTracker, frames arriving one at a time): RSS {ours[min(10, len(ours) - 1)]['rss_mb']:.0f} MB after frame "
-             f"{min(10, len(ours) - 1)}, {ours[-1]['rss_mb']:.0f} MB after frame {len(ours) - 1}; slope "
+    warm = min(WARM_UP_FRAMES, len(ours) - 1)
+    lines = [f"- ours (StreamTracker, frames arriving one at a time): RSS {ours[warm]['rss_mb']:.0f} MB after frame "
+             f"{warm}, {ours[-1]['rss_mb']:.0f} MB after frame {len(ours) - 1}; slope "
              f"{growth_kb_per_frame(ours):+.1f} KB per frame; peak {max(r['rss_mb'] for r in ours):.0f} MB (sampled after each frame)"]
     official = data["peers"].get("official", {}).get("stream")
     if official:
         frames = official["frames"]
         lines.append(
             f"- official (SAM2VideoPredictor, init_state on the {len(frames)}-frame JPEG folder): RSS {official.get('rss_mb_after_init_state', float('nan')):.0f} MB "
-            f"after init_state (it loads and resizes every frame first), {frames[min(10, len(frames) - 1)]['rss_mb']:.0f} MB after frame "
-            f"{min(10, len(frames) - 1)}, {frames[-1]['rss_mb']:.0f} MB after frame {len(frames) - 1}; slope "
+            f"after init_state (it loads and resizes every frame first), {frames[min(WARM_UP_FRAMES, len(frames) - 1)]['rss_mb']:.0f} MB after frame "
+            f"{min(WARM_UP_FRAMES, len(frames) - 1)}, {frames[-1]['rss_mb']:.0f} MB after frame {len(frames) - 1}; slope "
             f"{growth_kb_per_frame(frames):+.1f} KB per frame; peak {official.get('peak_rss_mb', float('nan')):.0f} MB")
     return lines
 

@@ -164,8 +164,7 @@ class MemoryAttention(nn.Module):
         """Key tables [B, M, C]: the grid's rotation once per spatial memory (rope_k_repeat), then an
         identity rotation (cos 1, sin 0) for the object-pointer tokens. Broadcast rather than copied
         out in a Python list, so that an exported graph keeps both counts symbolic."""
-        cos, signed_sin = q_rope
-        batch, grid_tokens, dim = cos.shape
+        batch, grid_tokens, dim = q_rope[0].shape
         cos, signed_sin = (t[:, None].expand(batch, num_memories, grid_tokens, dim).flatten(1, 2) for t in q_rope)
         if num_ptr_tokens > 0:  # no empty tensors in the graph
             cos = torch.cat([cos, cos.new_ones(1, 1, dim).expand(batch, num_ptr_tokens, dim)], dim=1)
@@ -204,7 +203,7 @@ class MemoryAttention(nn.Module):
         # Expanded to the batch once here for all layers: the TorchScript exporter copies a captured
         # constant into every op that uses it, but leaves this Expand unfolded, so each table is stored
         # once and shared. The key tables are assembled in the graph for the same reason (7 memories at
-        # 64x64 would otherwise store 2 x 29 MB more), at the cost of a cheap Concat per run.
+        # 64x64 would otherwise store 2 x 29 MB more), at the cost of a cheap Expand per run.
         q_rope = tuple(t.to(curr.dtype).expand(batch, -1, -1) for t in self._grid_rope(grid_tokens, curr.device))
         k_rope = self._key_rope(q_rope, num_spatial // grid_tokens, num_obj_ptr_tokens)
         key_bias = None if memory_key_bias is None else memory_key_bias[:, None, None, :]
