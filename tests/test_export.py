@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from streamsam.cli import main as cli_main
-from streamsam.contracts import GRAPH_NAMES
+from streamsam.contracts import GRAPH_NAMES, MEMORY_SLOTS, POINTER_SLOTS
 from streamsam.export.config import get_config
+from streamsam.export.modeling import memory_attention
 from streamsam.export.modeling.sam2_model import Sam2Model
 from streamsam.export.onnx_export import GRAPH_WRAPPERS, ExportOptions, example_inputs, export_model
 from streamsam.export.random_weights import seeded_state_dict
@@ -48,12 +49,12 @@ def test_export_writes_four_checked_graphs_and_a_manifest(exported):
     assert {"torch", "onnx", "onnxruntime", "streamsam"} <= set(data["versions"])
 
 
-@pytest.mark.parametrize("objects, points", [(1, 1), (3, 5)])
-def test_graphs_match_pytorch_at_other_object_and_point_counts(exported, reduced_model, objects, points):
+@pytest.mark.parametrize("objects, points, slots", [(1, 1, None), (3, 5, {MEMORY_SLOTS: 3, POINTER_SLOTS: 5})])
+def test_graphs_match_pytorch_at_other_object_point_and_slot_counts(exported, reduced_model, objects, points, slots):
     out, manifest, _ = exported
     for name, contract in manifest.contracts.items():
         session = ort.InferenceSession(str(out / f"{name}.onnx"), providers=["CPUExecutionProvider"])
-        inputs = example_inputs(contract, manifest.dims, objects=objects, points=points, seed=7)
+        inputs = example_inputs(contract, manifest.dims, objects=objects, points=points, seed=7, slots=slots)
         got = session.run(contract.output_names, inputs)
         wrapper = GRAPH_WRAPPERS[name](reduced_model)
         with torch.no_grad():
@@ -67,6 +68,21 @@ def test_graphs_match_pytorch_at_other_object_and_point_counts(exported, reduced
                 assert np.array_equal(np.sign(have[decided]), np.sign(expected[decided])), (name, spec.name)
             else:
                 assert np.abs(have - expected).max() <= 1e-3, (name, spec.name)
+
+
+def test_memory_attention_chunks_its_queries_without_changing_the_result(monkeypatch):
+    # even chunks of at most 512 queries: the 256 input's 16x16 grid is one, 384's two, 1024's eight
+    assert [memory_attention.query_chunk_size(n) for n in (256, 576, 4096)] == [256, 288, 512]
+    torch.manual_seed(0)
+    attention = memory_attention.RoPEAttention(32, 16).eval()
+    q, kv = torch.randn(2, 1100, 32), torch.randn(2, 300, 16)
+    rope = memory_attention.rope_tables(torch.randn(1100, 16)), memory_attention.rope_tables(torch.randn(300, 16))
+    bias = torch.where(torch.rand(2, 1, 1, 300) < 0.3, memory_attention.MASKED_KEY_BIAS, 0.0)
+    with torch.no_grad():
+        chunked = attention(q, kv, kv, *rope, bias)  # 3 chunks of 367 / 366 queries
+        monkeypatch.setattr(memory_attention, "QUERY_CHUNK_TOKENS", 2048)
+        whole = attention(q, kv, kv, *rope, bias)
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-5)
 
 
 def test_cli_export_from_a_checkpoint_file(tmp_path, reduced_model, capsys):

@@ -9,6 +9,7 @@ Export-oriented differences from the official code (same results):
 - Object-pointer keys get an identity rotation (cos 1, sin 0) instead of being sliced off, so each
   attention stays one MatMul-Softmax-MatMul over all keys.
 - An optional additive key bias masks empty slots of a fixed-capacity memory bank.
+- Queries are attended in chunks of at most 512 tokens (`query_chunk_size`): less memory, same result.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from torch import nn
 # FP16 for any realistic logit range, so masking is exact; being finite, it cannot turn a fully masked
 # key tile of a tiled (online-softmax) kernel into NaN the way -inf can, and it fits in FP16.
 MASKED_KEY_BIAS = -1e4
+
+# The most queries one attention matrix is computed for (see query_chunk_size).
+QUERY_CHUNK_TOKENS = 512
 
 RopeTables = tuple[torch.Tensor, torch.Tensor]  # (cos, signed sin), each [tokens, dim] or [B, tokens, dim]
 
@@ -55,6 +59,15 @@ def rotate_pairs(x: torch.Tensor, tables: RopeTables, pair_swap: torch.Tensor) -
     """
     cos, signed_sin = tables
     return x * cos + torch.index_select(x, -1, pair_swap) * signed_sin
+
+
+def query_chunk_size(num_queries: int) -> int:
+    """Queries per attention chunk: even chunks of at most QUERY_CHUNK_TOKENS. The softmax is per
+    query, so chunks give the same result; an exported graph then holds one chunk's [queries, keys]
+    matrices at a time rather than the frame's (at 1024: 4096 queries x 28736 keys, 470 MB per
+    matrix, and a few of them per layer on ONNX Runtime CPU, which does not stream attention)."""
+    chunks = -(-int(num_queries) // QUERY_CHUNK_TOKENS)
+    return -(-int(num_queries) // chunks)
 
 
 class RoPEAttention(nn.Module):
@@ -90,11 +103,16 @@ class RoPEAttention(nn.Module):
         k = rotate_pairs(self.k_proj(k), k_rope, self.pair_swap)
         v = self.v_proj(v)
         # A head axis of 1 gives the [B, heads, tokens, dim] layout fused attention kernels expect.
-        logits = q[:, None] @ k[:, None].transpose(-1, -2)
+        k, v = k[:, None].transpose(-1, -2), v[:, None]
+        parts = [self._attend(part, k, v, key_bias) for part in q.split(query_chunk_size(q.shape[1]), dim=1)]
+        return self.out_proj(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0])
+
+    @staticmethod
+    def _attend(q: torch.Tensor, k_t: torch.Tensor, v: torch.Tensor, key_bias: Optional[torch.Tensor]) -> torch.Tensor:
+        logits = q[:, None] @ k_t
         if key_bias is not None:
             logits = logits + key_bias
-        out = (logits.softmax(dim=-1) @ v[:, None]).squeeze(1)
-        return self.out_proj(out)
+        return (logits.softmax(dim=-1) @ v).squeeze(1)
 
 
 class MemoryAttentionLayer(nn.Module):
