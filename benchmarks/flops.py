@@ -27,10 +27,10 @@ def graph_flops(model, dims, objects: int = 1) -> dict[str, int]:
 
     from .official_side import flops_of  # one counter for both sides (it counts CPU attention too)
 
+    steady = {MEMORY_SLOTS: dims.num_maskmem, POINTER_SLOTS: min(MAX_OBJ_PTRS, dims.pointer_slots)}
     counts = {}
     for name, contract in graph_contracts(dims).items():
         wrapper = GRAPH_WRAPPERS[name](model).eval()
-        steady = {MEMORY_SLOTS: dims.num_maskmem, POINTER_SLOTS: min(MAX_OBJ_PTRS, dims.pointer_slots)}
         inputs = example_inputs(contract, dims, objects=objects, points=1, slots=steady)
         args = [torch.from_numpy(inputs[n]) for n in contract.input_names]
         with torch.no_grad():

@@ -245,10 +245,12 @@ def export_model(
         if options.weights == "float16":
             store_float16_initializers(path)
         exported = time.perf_counter() - start
-        cases = [inputs]
-        if MEMORY_SLOTS in contract.axes:
-            cases.append(example_inputs(contract, dims, options.example_objects, options.example_points, seed=1, slots=fewer_slots(dims)))
-        errors = check_graph(path, wrapper, contract, cases) if options.check else {}
+        errors = {}
+        if options.check:
+            cases = [inputs]
+            if MEMORY_SLOTS in contract.axes:
+                cases.append(example_inputs(contract, dims, options.example_objects, options.example_points, seed=1, slots=fewer_slots(dims)))
+            errors = check_graph(path, wrapper, contract, cases)
         graphs[name] = GraphFile(file=path.name, sha256=file_sha256(path), size_bytes=path.stat().st_size, max_abs_error=errors)
         if progress is not None:
             checked = f", ONNX Runtime max abs error {max(errors.values()):.2g}" if errors else ", not checked"

@@ -87,16 +87,15 @@ class Pipeline:
     def attend(self, rows: slice) -> np.ndarray:
         """Memory attention for `rows` with the bank's current selection -> conditioned features."""
         bank = self.bank
-        memory_valid, obj_ptr_valid = bank.memory_valid[rows], bank.obj_ptr_valid[rows]
+        flags = {axis: getattr(bank, name)[rows] for axis, name in SLOT_FLAGS.items()}
         out = self.conditioned[rows]
-        if not (memory_valid.any() or obj_ptr_valid.any()):
+        if not any(valid.any() for valid in flags.values()):
             # Initial prompted frames only: the graph would add no_mem_embed and nothing else.
             np.add(self.image_embed, self.no_mem_embed, out=out)
             return out
         inputs = {"image_embed": self.image_embed}
-        for axis, flags in SLOT_FLAGS.items():
-            names = self.slot_inputs[axis]
-            inputs.update(self._filled_slots(getattr(bank, flags)[rows], {name: getattr(bank, name)[rows] for name in names}))
+        for axis, valid in flags.items():
+            inputs.update(self._filled_slots(valid, {name: getattr(bank, name)[rows] for name in self.slot_inputs[axis]}))
         self.backend.run(MEMORY_ATTENTION, inputs, {"conditioned_embed": out})
         return out
 
