@@ -126,10 +126,11 @@ def memory_lines(data: dict) -> list[str]:
     official = data["peers"].get("official", {}).get("stream")
     if official:
         frames = official["frames"]
+        warm = min(WARM_UP_FRAMES, len(frames) - 1)
         lines.append(
             f"- official (SAM2VideoPredictor, init_state on the {len(frames)}-frame JPEG folder): RSS {official.get('rss_mb_after_init_state', float('nan')):.0f} MB "
-            f"after init_state (it loads and resizes every frame first), {frames[min(WARM_UP_FRAMES, len(frames) - 1)]['rss_mb']:.0f} MB after frame "
-            f"{min(WARM_UP_FRAMES, len(frames) - 1)}, {frames[-1]['rss_mb']:.0f} MB after frame {len(frames) - 1}; slope "
+            f"after init_state (it loads and resizes every frame first), {frames[warm]['rss_mb']:.0f} MB after frame "
+            f"{warm}, {frames[-1]['rss_mb']:.0f} MB after frame {len(frames) - 1}; slope "
             f"{growth_kb_per_frame(frames):+.1f} KB per frame; peak {official.get('peak_rss_mb', float('nan')):.0f} MB")
     return lines
 
