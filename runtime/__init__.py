@@ -8,7 +8,7 @@ subpackages with their own optional dependencies.
 from .backend import Backend, OnnxRuntimeBackend
 from .device_backends import OnnxRuntimeCudaBackend, TensorRTBackend  # cuda-python is imported when one opens
 from .contracts import GRAPH_NAMES, GraphContract, ModelDims, TensorSpec, graph_contracts
-from .errors import CheckpointError, ExportError, MissingDependencyError, StreamSamError
+from .errors import CheckpointError, DeviceLostError, ExportError, GraphError, InputError, MissingDependencyError, StreamSamError
 from .image_predictor import ImagePredictor
 from .results import FrameResult
 from .stream_tracker import StreamTracker
@@ -27,7 +27,10 @@ __all__ = [
     "VideoPredictor",
     "GRAPH_NAMES",
     "CheckpointError",
+    "DeviceLostError",
     "ExportError",
+    "GraphError",
+    "InputError",
     "GraphContract",
     "MissingDependencyError",
     "ModelDims",

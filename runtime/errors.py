@@ -1,6 +1,10 @@
 """One exception family, so callers (and the CLI) can tell streamsam's own errors from bugs.
 
 Messages follow one form: "<subject> | received X; expected Y[. <what to do>]".
+
+Every error is a StreamSamError, and also the builtin a caller would catch without knowing
+streamsam: bad input is a ValueError (InputError), a graph that failed is a RuntimeError
+(GraphError), a missing optional package an ImportError (MissingDependencyError).
 """
 
 from __future__ import annotations
@@ -8,6 +12,21 @@ from __future__ import annotations
 
 class StreamSamError(Exception):
     """Base of every error streamsam raises on purpose."""
+
+
+class InputError(StreamSamError, ValueError):
+    """Bad input to a public call (a frame, a prompt, an id, an option), raised before any state
+    changes: the session is as it was, and the call can be retried with corrected input."""
+
+
+class GraphError(StreamSamError, RuntimeError):
+    """A graph failed while running (a backend error, a CUDA error, out of memory). A session's frame
+    or prompt that raises it leaves the session as it was before the call."""
+
+
+class DeviceLostError(GraphError):
+    """A failure that leaves the device unusable (a sticky CUDA error): the session is closed, and a
+    new one must be opened (after the process restarts, for most sticky errors)."""
 
 
 class CheckpointError(StreamSamError):
