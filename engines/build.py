@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import streamsam
 from streamsam.contracts import GRAPH_NAMES, GraphContract
 from streamsam.errors import require
+from streamsam.version import __version__
 
 from .device import import_tensorrt, running_device
 from .errors import EngineError
@@ -258,7 +258,7 @@ def build_engines(
                 tensorrt_version=trt.__version__,
                 gpu_name=device.name,
                 compute_capability=device.compute_capability,
-                streamsam_version=streamsam.__version__,
+                streamsam_version=__version__,
                 build_date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 build_command=command,
             ),

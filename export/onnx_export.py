@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from torch import nn
 
-import streamsam
 from streamsam.contracts import (
     IMAGE_ENCODER,
     MASK_DECODER,
@@ -36,6 +35,7 @@ from streamsam.contracts import (
 )
 from streamsam.errors import ExportError, require
 from streamsam.manifest import GraphFile, Manifest, file_sha256
+from streamsam.version import __version__
 
 from .checkpoint import load_checkpoint
 from .config import Sam2Config
@@ -217,7 +217,7 @@ def _versions() -> dict[str, str]:
     import onnx
     import onnxruntime
 
-    return {"streamsam": streamsam.__version__, "torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+    return {"streamsam": __version__, "torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
 
 
 def export_model(

@@ -14,7 +14,7 @@ from .results import FrameResult
 from .stream_tracker import StreamTracker
 from .video_predictor import VideoPredictor
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "Backend",

@@ -46,6 +46,14 @@ def check_arrays(contract: GraphContract, arrays: Mapping[str, np.ndarray], io: 
             raise StreamSamError(f"{contract.name}.{spec.name} | received a non-contiguous array; expected C-contiguous")
 
 
+def as_backend(graphs) -> tuple[Backend, bool]:
+    """A session's backend: the one passed in (its owner closes it), or ONNX Runtime on the CPU
+    over a folder written by `streamsam export` (the session closes it). Returns (backend, owned)."""
+    if hasattr(graphs, "run"):
+        return graphs, False
+    return OnnxRuntimeBackend(graphs), True
+
+
 class OnnxRuntimeBackend:
     """The four graphs of an exported folder on ONNX Runtime.
 
@@ -91,3 +99,13 @@ class OnnxRuntimeBackend:
             out = outputs[spec.name]
             binding.bind_output(spec.name, "cpu", 0, out.dtype, list(out.shape), out.ctypes.data)
         session.run_with_iobinding(binding)
+
+    def close(self) -> None:
+        """Drop the ONNX Runtime sessions (their memory goes with them)."""
+        self._sessions.clear()
+
+    def __enter__(self) -> "OnnxRuntimeBackend":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,12 +1,14 @@
-"""Device memory for the CUDA path, on cuda-python (`cuda.bindings`): one stream, buffers allocated
-once when a session opens, row views by pointer offset, copies on that stream, and the bfloat16
-rounding of stored memories as one tiny kernel.
+"""The CUDA calls of the device path, on cuda-python (`cuda.bindings`): what `arena.CudaMemory`
+does for an Arena (arena.py holds DeviceArray and the Arena itself, which run in CI on host memory):
+one stream, buffers allocated once when a session opens, copies on that stream, and the bfloat16
+rounding of stored memories as one tiny kernel. Only this module needs a GPU.
 
 cuda-python rather than pycuda: pycuda does not build on our machines, and NVIDIA's own samples moved
 to cuda-python. It is imported when a device backend opens, never by `import streamsam`.
 
 Every CUDA call goes through `cuda_call`, which turns a failing status (or a driver library that
-cannot be loaded) into a StreamSamError naming the call, the code and what the code means.
+cannot be loaded) into a GraphError naming the call, the code and what the code means; a sticky
+error (the context is unusable until the process exits) into a DeviceLostError.
 
 Copies from and to numpy arrays use pageable host memory: cudaMemcpyAsync from pageable memory
 returns only once the source has been staged, and to pageable memory only once the copy is done, so
@@ -19,28 +21,27 @@ formula (BFLOAT16_ROUNDING) in a one-line kernel compiled with NVRTC at open, so
 and the CPU store bit-identical memories from identical features. The alternatives were worse: a
 round trip of every memory through the host each frame (what the device path exists to avoid), an
 extra graph (an engine to build and ship per model just for a cast), or skipping the rounding (logits
-near zero flip masks: DESIGN.md, correctness bars).
+near zero flip masks: docs/design.md, "Correctness").
 
 CUDA graphs, where they would pay (not written: nothing here has run on a GPU yet, and a capture
 that is wrong fails silently): with TensorRT, per object count, capture `set_input_shape` +
 `execute_async_v3` of memory attention, the mask decoder and the memory encoder of a tracked frame
 (one padding point, so shapes depend only on the object count) between cudaStreamBeginCapture and
-cudaStreamEndCapture on this stream, then replay the instantiated graph each frame: every address is
-fixed (buffers allocated once, rings by row offset), except the ring slot of the memory copy, which
-changes with the frame and would become a kernel node parameter update (cudaGraphExecKernelNodeSetParams)
-or stay outside the graph. ONNX Runtime has its own switch (CUDA EP `enable_cuda_graph`), which needs
-every bound address fixed across runs; the rows a frame runs change with the object count, so it
-would need one session per count.
+cudaStreamEndCapture on this stream, then replay the instantiated graph each frame. The gathers of
+the selected memories into the attention's staging buffers are device-to-device copies at fixed
+addresses but for the ring slot read, which changes with the frame and would become a memcpy node
+parameter update or stay outside the graph. ONNX Runtime has its own switch (CUDA EP
+`enable_cuda_graph`), which needs every bound address fixed across runs; the rows a frame runs change
+with the object count, so it would need one session per count.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
-from .errors import MissingDependencyError, StreamSamError
+from .errors import DeviceLostError, GraphError, MissingDependencyError, StreamSamError
 
 CUDA_PYTHON_MISSING = (
     "cuda-python | received ImportError ({error}); expected cuda-python for the CUDA device path. "
@@ -48,6 +49,13 @@ CUDA_PYTHON_MISSING = (
     "on a Jetson, the cuda-python release matching JetPack's CUDA"
 )
 NO_DRIVER_HINT = "an NVIDIA GPU with a working driver (nvidia-smi lists it)"
+# Errors after which the CUDA context is unusable until the process exits (CUDA runtime API docs:
+# "the process must be terminated and relaunched").
+STICKY_ERRORS = (
+    "cudaErrorIllegalAddress", "cudaErrorLaunchFailure", "cudaErrorHardwareStackError", "cudaErrorIllegalInstruction",
+    "cudaErrorMisalignedAddress", "cudaErrorInvalidAddressSpace", "cudaErrorInvalidPc", "cudaErrorAssert",
+    "cudaErrorECCUncorrectable", "cudaErrorLaunchTimeout", "CUDA_ERROR_ILLEGAL_ADDRESS", "CUDA_ERROR_LAUNCH_FAILED",
+)  # fmt: skip
 
 # The CPU path's rounding (memory_bank.round_to_bfloat16) on one uint32 `b`: round to nearest,
 # ties to even, on the bit pattern; unsigned arithmetic wraps in C as numpy's uint32 does.
@@ -91,124 +99,34 @@ def _error_text(module, err) -> str:
 
 def cuda_call(module, call: str, function, *args) -> Any:
     """Run one cuda-python call; return its values (None, one value, or a tuple), or raise a
-    StreamSamError that names `call` and the status. A driver library that cannot be loaded (no GPU,
+    GraphError (DeviceLostError when sticky) that names `call` and the status. A driver library that cannot be loaded (no GPU,
     no driver) surfaces as the same error from the first call."""
     try:
         result = function(*args)
     except RuntimeError as exc:  # cuda.pathfinder's DynamicLibNotFoundError and kin
-        raise StreamSamError(f"{call} | received {type(exc).__name__} ({exc}); expected {NO_DRIVER_HINT}") from exc
+        raise GraphError(f"{call} | received {type(exc).__name__} ({exc}); expected {NO_DRIVER_HINT}") from exc
     err, values = result[0], result[1:]
     if int(getattr(err, "value", err)) != 0:
-        raise StreamSamError(f"{call} | received {_error_text(module, err)}; expected success. It needs {NO_DRIVER_HINT} and enough free device memory")
+        text = _error_text(module, err)
+        if text.split(" ")[0] in STICKY_ERRORS:
+            raise DeviceLostError(
+                f"{call} | received {text}, a sticky CUDA error; expected success. The device is unusable in this "
+                "process: the session is closed. Restart the process and open a new session"
+            )
+        raise GraphError(f"{call} | received {text}; expected success. It needs {NO_DRIVER_HINT} and enough free device memory")
     return None if not values else values[0] if len(values) == 1 else values
 
 
-def contiguous_index(shape: tuple[int, ...], itemsize: int, key) -> tuple[int, tuple[int, ...]]:
-    """(byte offset, shape) of `array[key]` for a C-contiguous array, where `key` is what stays
-    contiguous: ints on leading axes, optionally ending in one step-1 slice. Rows (the leading
-    axis: objects) are contiguous, so a ring slot `memory[row, slot]` is one pointer offset."""
-    key = key if isinstance(key, tuple) else (key,)
-    if len(key) > len(shape) or any(not isinstance(k, (int, np.integer)) for k in key[:-1]) or not isinstance(key[-1], (int, np.integer, slice)):
-        raise StreamSamError(
-            f"DeviceArray{list(shape)} | received index {key!r}; expected ints on leading axes, optionally ending in "
-            "one slice (a contiguous region). Download it with np.asarray(...) to index it otherwise."
-        )
-    strides = [math.prod(shape[i + 1 :]) * itemsize for i in range(len(shape))]
-    offset = 0
-    for axis, k in enumerate(key[:-1]):
-        offset += _checked_int(int(k), shape[axis], axis) * strides[axis]
-    axis, last = len(key) - 1, key[-1]
-    if isinstance(last, slice):
-        start, stop, step = last.indices(shape[axis])
-        if step != 1:
-            raise StreamSamError(f"DeviceArray{list(shape)} | received slice step {step}; expected 1 (contiguous rows)")
-        stop = max(stop, start)
-        return offset + start * strides[axis], (stop - start,) + tuple(shape[axis + 1 :])
-    return offset + _checked_int(int(last), shape[axis], axis) * strides[axis], tuple(shape[axis + 1 :])
+class CudaMemory:
+    """The CUDA calls an Arena makes (arena.HostMemory makes the same on host memory): one device,
+    one non-blocking stream, cudaMalloc'd buffers, copies on that stream, and the rounding kernel."""
 
-
-def _checked_int(index: int, size: int, axis: int) -> int:
-    if not -size <= index < size:
-        raise StreamSamError(f"DeviceArray | received index {index} on axis {axis}; expected -{size} <= index < {size}")
-    return index % size
-
-
-class DeviceArray:
-    """A C-contiguous array in device memory: pointer, shape, dtype. Views share the arena's
-    allocation; nothing here allocates. `np.asarray(a)` downloads (and waits for the stream)."""
-
-    def __init__(self, arena: "DeviceArena", ptr: int, shape: tuple[int, ...], dtype) -> None:
-        self.arena, self.ptr, self.shape, self.dtype = arena, int(ptr), tuple(int(s) for s in shape), np.dtype(dtype)
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def size(self) -> int:
-        return math.prod(self.shape)
-
-    @property
-    def nbytes(self) -> int:
-        return self.size * self.dtype.itemsize
-
-    def __repr__(self) -> str:
-        return f"DeviceArray({self.dtype} {list(self.shape)} at 0x{self.ptr:x})"
-
-    def __getitem__(self, key) -> "DeviceArray":
-        offset, shape = contiguous_index(self.shape, self.dtype.itemsize, key)
-        return DeviceArray(self.arena, self.ptr + offset, shape, self.dtype)
-
-    def __setitem__(self, key, value) -> None:
-        self[key].copy_from(value)
-
-    def view(self, shape: tuple[int, ...]) -> "DeviceArray":
-        """The first prod(shape) elements as a contiguous array of `shape` (e.g. a prompt's
-        [objects, points, 2] in a buffer sized for the most points)."""
-        if math.prod(shape) > self.size:
-            raise StreamSamError(f"{self!r} | received view shape {list(shape)}; expected at most {self.size} elements")
-        return DeviceArray(self.arena, self.ptr, shape, self.dtype)
-
-    def copy_from(self, source) -> None:
-        """Copy a numpy array (upload) or a DeviceArray (device to device) of this shape, on the stream."""
-        if isinstance(source, DeviceArray):
-            if source.shape != self.shape or source.dtype != self.dtype:
-                raise StreamSamError(f"{self!r} | received {source!r}; expected the same dtype and shape")
-            self.arena.memcpy(self.ptr, source.ptr, self.nbytes, "cudaMemcpyDeviceToDevice")
-            return
-        host = np.ascontiguousarray(np.broadcast_to(np.asarray(source, self.dtype), self.shape))
-        self.arena.memcpy(self.ptr, host.ctypes.data, self.nbytes, "cudaMemcpyHostToDevice")
-
-    def download(self, out: np.ndarray | None = None) -> np.ndarray:
-        """Copy to the host (after everything queued on the stream) and wait for it."""
-        out = np.empty(self.shape, self.dtype) if out is None else out
-        if out.shape != self.shape or out.dtype != self.dtype or not out.flags.c_contiguous:
-            raise StreamSamError(f"{self!r} | received host buffer {out.dtype} {out.shape}; expected a contiguous {self.dtype} {self.shape}")
-        self.arena.memcpy(out.ctypes.data, self.ptr, self.nbytes, "cudaMemcpyDeviceToHost")
-        self.arena.synchronize()
-        return out
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        host = self.download()
-        return host if dtype is None else host.astype(dtype, copy=False)
-
-    def __float__(self) -> float:
-        if self.size != 1:
-            raise TypeError(f"{self!r} | received float() of {self.size} elements; expected one")
-        return float(self.download().reshape(()))
-
-
-class DeviceArena:
-    """One device, one stream, every buffer of a session: allocated (and zeroed) by `zeros` while a
-    session opens, freed together by `close`. Also the bank's array namespace (`zeros`,
-    `store_bfloat16`), so MemoryBank keeps its rings here as it keeps them in numpy on the CPU."""
+    ort_device = "cuda"
 
     def __init__(self, device_id: int = 0) -> None:
         self.cuda = import_cuda()
         runtime, driver, nvrtc = self.cuda
         self.device_id = device_id
-        self._allocations: list[int] = []
-        self._closed = False
         self.call("cudaSetDevice", runtime.cudaSetDevice, device_id)
         self.call("cudaFree(0) (creates the primary context)", runtime.cudaFree, 0)
         self.stream = self.call("cudaStreamCreateWithFlags", runtime.cudaStreamCreateWithFlags, runtime.cudaStreamNonBlocking)
@@ -220,46 +138,33 @@ class DeviceArena:
 
     @property
     def stream_handle(self) -> int:
-        """The stream as an integer address: what ONNX Runtime and TensorRT take."""
         return int(self.stream)
 
     def call(self, name: str, function, *args):
         return cuda_call(self.cuda, name, function, *args)
 
-    def zeros(self, shape: tuple[int, ...], dtype) -> DeviceArray:
-        """A zeroed buffer (zeroed so an empty ring slot is never NaN, even masked out)."""
-        runtime = self.cuda[0]
-        shape, dtype = tuple(int(s) for s in shape), np.dtype(dtype)
-        nbytes = max(math.prod(shape) * dtype.itemsize, 1)
-        ptr = int(self.call(f"cudaMalloc({nbytes} bytes)", runtime.cudaMalloc, nbytes))
-        self._allocations.append(ptr)
-        self.call("cudaMemsetAsync", runtime.cudaMemsetAsync, ptr, 0, nbytes, self.stream)
-        return DeviceArray(self, ptr, shape, dtype)
+    def malloc(self, nbytes: int) -> int:
+        return int(self.call(f"cudaMalloc({nbytes} bytes)", self.cuda[0].cudaMalloc, nbytes))
+
+    def free(self, ptr: int) -> None:
+        self.call("cudaFree", self.cuda[0].cudaFree, ptr)
+
+    def memset(self, ptr: int, nbytes: int) -> None:
+        self.call("cudaMemsetAsync", self.cuda[0].cudaMemsetAsync, ptr, 0, nbytes, self.stream)
 
     def memcpy(self, dst: int, src: int, nbytes: int, kind: str) -> None:
         runtime = self.cuda[0]
-        self.call(f"cudaMemcpyAsync ({kind}, {nbytes} bytes)", runtime.cudaMemcpyAsync, dst, src, nbytes, getattr(runtime.cudaMemcpyKind, kind), self.stream)
+        name = f"cudaMemcpy{kind}"
+        self.call(f"cudaMemcpyAsync ({name}, {nbytes} bytes)", runtime.cudaMemcpyAsync, dst, src, nbytes, getattr(runtime.cudaMemcpyKind, name), self.stream)
 
     def synchronize(self) -> None:
         self.call("cudaStreamSynchronize", self.cuda[0].cudaStreamSynchronize, self.stream)
 
-    def store_bfloat16(self, dst: DeviceArray, src) -> None:
-        """Store `src` rounded to bfloat16 (kept as float32) in `dst`, as MemoryBank stores memories."""
-        if not isinstance(src, DeviceArray):
-            from .memory_bank import round_to_bfloat16
-
-            dst.copy_from(round_to_bfloat16(np.asarray(src, np.float32)))  # a host memory: round it there
-            return
-        dst.copy_from(src)
-        self.round_in_place(dst)
-
-    def round_in_place(self, array: DeviceArray) -> None:
-        if array.dtype != np.float32:
-            raise StreamSamError(f"{array!r} | received {array.dtype}; expected float32 to round to bfloat16")
+    def round_to_bfloat16(self, ptr: int, count: int) -> None:
         driver = self.cuda[1]
-        pointer, count = np.array([array.ptr], np.uint64), np.array([array.size], np.uint64)
-        params = np.array([pointer.ctypes.data, count.ctypes.data], np.uint64)  # cuda-python's documented kernelParams form
-        blocks = (array.size + ROUNDING_BLOCK - 1) // ROUNDING_BLOCK
+        pointer, n = np.array([ptr], np.uint64), np.array([count], np.uint64)
+        params = np.array([pointer.ctypes.data, n.ctypes.data], np.uint64)  # cuda-python's documented kernelParams form
+        blocks = (count + ROUNDING_BLOCK - 1) // ROUNDING_BLOCK
         self.call(
             "cuLaunchKernel(round_to_bfloat16)", driver.cuLaunchKernel, self._round,
             blocks, 1, 1, ROUNDING_BLOCK, 1, 1, 0, driver.CUstream(self.stream_handle), params.ctypes.data, 0,
@@ -270,22 +175,7 @@ class DeviceArena:
         return self.call("cudaMemGetInfo", self.cuda[0].cudaMemGetInfo)
 
     def close(self) -> None:
-        """Wait for the stream, free every buffer, destroy the stream. Views must not be used after."""
-        if self._closed:
-            return
-        runtime = self.cuda[0]
-        self.synchronize()
-        for ptr in self._allocations:
-            self.call("cudaFree", runtime.cudaFree, ptr)
-        self._allocations.clear()
-        self.call("cudaStreamDestroy", runtime.cudaStreamDestroy, self.stream)
-        self._closed = True
-
-    def __enter__(self) -> "DeviceArena":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        self.call("cudaStreamDestroy", self.cuda[0].cudaStreamDestroy, self.stream)
 
     def _compile_rounding_kernel(self):
         """ROUNDING_KERNEL -> PTX for this GPU (NVRTC) -> a loaded function (the driver JITs the PTX),

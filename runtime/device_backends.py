@@ -1,30 +1,34 @@
-"""Device backends: the four graphs over device buffers, on one CUDA stream shared with the copies.
+"""Device backends: the four graphs over an arena's buffers (arena.py), on one stream shared with
+the copies.
 
     backend = OnnxRuntimeCudaBackend("graphs/tiny")        # ONNX Runtime's CUDA execution provider
     backend = TensorRTBackend("engines/tiny")              # engines from `streamsam build`
     tracker = StreamTracker(backend, max_objects=4)        # the same sessions as on the CPU
 
-Both implement the Backend protocol (runtime/backend.py) with cuda_memory.DeviceArrays in place of
-numpy arrays, and own the DeviceArena the session allocates its buffers from (which is how a
-session knows to open the DevicePipeline). `close()` (or `with`) frees the device memory.
+Both implement the Backend protocol (runtime/backend.py) with DeviceArrays in place of numpy
+arrays, and own the arena the session allocates its buffers from. `close()` (or `with`) frees it.
+`OnnxRuntimeArenaBackend` is the I/O binding itself, over any arena: the CUDA backend is it on a
+DeviceArena with the CUDA provider, and CI runs it on a HostArena with the CPU provider, so every
+line of the device path but the CUDA calls (cuda_memory.py) and TensorRT's runs there.
 
 Written to the documented APIs (ONNX Runtime I/O binding, TensorRT 10/11's IExecutionContext,
-cuda-python); streamsam's CI has no GPU and TensorRT cannot be installed there, so the CPU tests
-check everything before the first CUDA call, and the `gpu` tests (tests/test_device_path.py) the rest.
+cuda-python); streamsam's CI has no GPU and TensorRT cannot be installed there: the `gpu` tests
+(tests/test_device_path.py) are what a lent GPU runs.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
+from .arena import Arena, DeviceArena, DeviceArray
 from .backend import check_arrays
-from .cuda_memory import DeviceArena, DeviceArray
-from .errors import StreamSamError, require
+from .errors import GraphError, StreamSamError, require
 from .manifest import read_manifest
+from .pipeline import SLOT_POLICIES
 
 DEFAULT_MAX_POINTS = 16  # as streamsam.engines.profiles: a box and 14 clicks on one object
 ORT_GPU_MISSING = (
@@ -33,34 +37,31 @@ ORT_GPU_MISSING = (
 )
 
 
-class OnnxRuntimeCudaBackend:
-    """The exported graphs on ONNX Runtime's CUDA execution provider, through I/O binding to device
-    buffers. ONNX Runtime runs on the arena's stream (provider option user_compute_stream) and does
-    not synchronize after a run (run option disable_synchronize_execution_providers), so graphs,
-    copies and the rounding kernel are ordered by the stream alone."""
+class OnnxRuntimeArenaBackend:
+    """The exported graphs on ONNX Runtime, bound to an arena's buffers by pointer (I/O binding):
+    nothing is copied in or out by ONNX Runtime. `providers` run the graphs where the arena's memory
+    is (the CPU provider for a HostArena). `slot_policy` is what the pipeline passes memory attention
+    (pipeline.SLOT_POLICIES). The backend owns the arena: close() frees it."""
 
     max_objects = None  # no profile: any number of objects runs
 
-    def __init__(self, onnx_dir: str | Path, device_id: int = 0, max_points: int = DEFAULT_MAX_POINTS) -> None:
-        ort = require("onnxruntime", "ort-gpu")
-        available = ort.get_available_providers()
-        if "CUDAExecutionProvider" not in available:
-            raise StreamSamError(ORT_GPU_MISSING.format(available=available))
+    def __init__(self, onnx_dir: str | Path, arena: Arena, providers: Sequence = ("CPUExecutionProvider",),
+                 max_points: int = DEFAULT_MAX_POINTS, slot_policy: str = "filled", run_options=None) -> None:
+        ort = require("onnxruntime", "ort")
+        if slot_policy not in SLOT_POLICIES:
+            raise StreamSamError(f"slot_policy | received {slot_policy!r}; expected one of {SLOT_POLICIES}")
         self.onnx_dir = Path(onnx_dir)
-        self.manifest = read_manifest(self.onnx_dir)
-        self.max_points, self.device_id = max_points, device_id
-        self._contracts = self.manifest.contracts
+        self.arena, self.max_points, self.slot_policy = arena, max_points, slot_policy
+        self._run_options = run_options
         self._sessions = {}
-        self.arena = DeviceArena(device_id)
         try:
-            provider = ("CUDAExecutionProvider", {"device_id": str(device_id), "user_compute_stream": str(self.arena.stream_handle)})
-            self._run_options = ort.RunOptions()
-            self._run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
+            self.manifest = read_manifest(self.onnx_dir)
+            self._contracts = self.manifest.contracts
             for name, entry in self.manifest.graphs.items():
                 path = self.onnx_dir / entry.file
                 if not path.is_file():
                     raise StreamSamError(f"{path} | received no file; expected the {name} graph manifest.json names. Re-export the graphs.")
-                self._sessions[name] = ort.InferenceSession(str(path), ort.SessionOptions(), providers=[provider])
+                self._sessions[name] = ort.InferenceSession(str(path), ort.SessionOptions(), providers=list(providers))
         except BaseException:
             self.arena.close()  # what was allocated goes back before the error does
             raise
@@ -70,24 +71,42 @@ class OnnxRuntimeCudaBackend:
         check_arrays(contract, inputs, "input")
         check_arrays(contract, outputs, "output")
         binding = self._sessions[graph].io_binding()
+        where, device = self.arena.ort_device, self.arena.device_id
         for spec in contract.inputs:
             a = inputs[spec.name]
-            binding.bind_input(spec.name, "cuda", self.device_id, a.dtype.type, list(a.shape), a.ptr)
+            binding.bind_input(spec.name, where, device, a.dtype.type, list(a.shape), a.ptr)
         for spec in contract.outputs:
             a = outputs[spec.name]
-            binding.bind_output(spec.name, "cuda", self.device_id, a.dtype.type, list(a.shape), a.ptr)
+            binding.bind_output(spec.name, where, device, a.dtype.type, list(a.shape), a.ptr)
         self._sessions[graph].run_with_iobinding(binding, self._run_options)
 
     def close(self) -> None:
-        self.arena.synchronize()
         self._sessions.clear()
         self.arena.close()
 
-    def __enter__(self) -> "OnnxRuntimeCudaBackend":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class OnnxRuntimeCudaBackend(OnnxRuntimeArenaBackend):
+    """The exported graphs on ONNX Runtime's CUDA execution provider. ONNX Runtime runs on the
+    arena's stream (provider option user_compute_stream) and does not synchronize after a run (run
+    option disable_synchronize_execution_providers), so graphs, copies and the rounding kernel are
+    ordered by the stream alone."""
+
+    def __init__(self, onnx_dir: str | Path, device_id: int = 0, max_points: int = DEFAULT_MAX_POINTS) -> None:
+        ort = require("onnxruntime", "ort-gpu")
+        available = ort.get_available_providers()
+        if "CUDAExecutionProvider" not in available:
+            raise StreamSamError(ORT_GPU_MISSING.format(available=available))
+        arena = DeviceArena(device_id)
+        provider = ("CUDAExecutionProvider", {"device_id": str(device_id), "user_compute_stream": str(arena.stream_handle)})
+        run_options = ort.RunOptions()
+        run_options.add_run_config_entry("disable_synchronize_execution_providers", "1")
+        super().__init__(onnx_dir, arena, [provider], max_points, run_options=run_options)
 
 
 def checked_engine_files(engine_dir: str | Path, onnx_dir: str | Path | None, tensorrt_version: str, device) -> tuple[object, dict[str, Path], dict[str, object]]:
@@ -127,7 +146,10 @@ class TensorRTBackend:
     """Engines from `streamsam build`, each checked against its sidecar before it is deserialized.
     Per run: set_input_shape for every input (the objects and points axes change with the rows and
     the prompt), set_tensor_address for every input and output (the session's device buffers), then
-    execute_async_v3 on the arena's stream."""
+    execute_async_v3 on the arena's stream. The engines' slot axes are static at the bank's
+    capacity (engines/profiles.py): the pipeline passes whole rings ("capacity")."""
+
+    slot_policy = "capacity"
 
     def __init__(self, engine_dir: str | Path, onnx_dir: str | Path | None = None, device_id: int = 0) -> None:
         from streamsam.engines.device import import_tensorrt, running_device
@@ -182,17 +204,17 @@ class TensorRTBackend:
         for spec in contract.inputs:
             a = inputs[spec.name]
             if not context.set_input_shape(spec.name, a.shape):
-                raise StreamSamError(f"{graph}.{spec.name} | received shape {list(a.shape)}; expected a shape in the engine's profile (set_input_shape refused it)")
+                raise GraphError(f"{graph}.{spec.name} | received shape {list(a.shape)}; expected a shape in the engine's profile (set_input_shape refused it)")
             self._bind(context, graph, spec.name, a.ptr)
         for spec in contract.outputs:
             self._bind(context, graph, spec.name, outputs[spec.name].ptr)
         if not context.execute_async_v3(self.arena.stream_handle):
-            raise StreamSamError(f"{graph} | received False from execute_async_v3 (TensorRT's log says why); expected the graph enqueued")
+            raise GraphError(f"{graph} | received False from execute_async_v3 (TensorRT's log says why); expected the graph enqueued")
 
     @staticmethod
     def _bind(context, graph: str, name: str, ptr: int) -> None:
         if not context.set_tensor_address(name, ptr):
-            raise StreamSamError(f"{graph}.{name} | received False from set_tensor_address(0x{ptr:x}); expected the address bound (TensorRT's log says why)")
+            raise GraphError(f"{graph}.{name} | received False from set_tensor_address(0x{ptr:x}); expected the address bound (TensorRT's log says why)")
 
     def close(self) -> None:
         self.arena.synchronize()

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import Backend, OnnxRuntimeBackend
+from .backend import Backend, as_backend
 from .errors import StreamSamError
 from .image_ops import PREV_MASK_CLAMP, check_frame, resize_logits
-from .pipeline import open_pipeline
+from .memory_bank import NO_MEMORY
+from .pipeline import Pipeline
 from .prompts import box_prompt, check_box, check_points, to_model_coords
 
 MASK_THRESHOLD = 0.0
@@ -24,21 +25,32 @@ class ImagePredictor:
     """
 
     def __init__(self, graphs: str | Path | Backend, resize: str = "antialias_bilinear") -> None:
-        backend = graphs if hasattr(graphs, "run") else OnnxRuntimeBackend(graphs)
-        self.pipeline = open_pipeline(backend, max_objects=1, resize=resize)
+        backend, self._owns_backend = as_backend(graphs)
+        self.pipeline = Pipeline(backend, max_objects=1, resize=resize)
         self.dims = self.pipeline.dims
         self._image_size: tuple[int, int] | None = None
-        self._features: np.ndarray | None = None
+        self._features = None  # the image's features with no_mem_embed, as the decoder reads them
+
+    def __enter__(self) -> ImagePredictor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Free the predictor's buffers and the backend it opened itself."""
+        self.pipeline.close()
+        if self._owns_backend:
+            self.pipeline.backend.close()
 
     def set_image(self, image: np.ndarray) -> None:
         """Encode an image once; predict() can then be called with any prompts."""
         image = check_frame(image)
         self._image_size = None
         p = self.pipeline
-        p.encode_image(image)
+        p.features = p.encode_image(image)
         # The official image predictor adds no_mem_embed to the stride-16 features (no memory).
-        p.bank.forget_memory_of_rows(slice(0, 1))
-        self._features = p.attend(slice(0, 1))
+        self._features = p.attend(p.features, slice(0, 1), [NO_MEMORY])
         self._image_size = image.shape[:2]
 
     def predict(
@@ -68,7 +80,7 @@ class ImagePredictor:
         if len(pts) == 0 and mask_input is None:
             raise StreamSamError("predict | received no prompt; expected point_coords, a box or a mask_input")
         coords, labels = (to_model_coords(pts, size, s)[None], lbl[None]) if len(pts) else (None, None)
-        out = self.pipeline.decode(slice(0, 1), self._features, coords, labels, mask_input, multimask_output)
+        out = self.pipeline.decode(self.pipeline.features, slice(0, 1), self._features, coords, labels, mask_input, multimask_output)
         count = 3 if multimask_output else 1
         multimasks = np.asarray(out["low_res_multimasks"][0, :count])  # a download on the device path
         low_res = np.clip(multimasks, -PREV_MASK_CLAMP, PREV_MASK_CLAMP)

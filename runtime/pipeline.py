@@ -1,37 +1,46 @@
-"""The four graphs over buffers allocated once: what every session runs per frame.
+"""The four graphs over buffers allocated once: what every session runs, on every backend.
 
 Rows are objects: a session keeps its objects in rows 0..n-1 and runs a graph on a slice of rows,
 so all objects go through one call per graph. Every buffer is allocated here, at open, for
-`max_objects`; a step only writes into them.
+`max_objects`, from the backend's array namespace: numpy on the CPU (memory_bank.NUMPY), the
+backend's arena on the device path (arena.Arena: DeviceArrays in CUDA memory, or in host memory
+where CI runs it). A step only writes into them; what differs between the two is:
+
+- the slot policy: memory attention gets each row's selected memories and pointers gathered into
+  staging buffers, `count` slots per row with validity flags. "filled" (ONNX Runtime, whose graphs
+  keep the slot axes symbolic) passes as many slots as the fullest row has: attention costs per
+  slot passed. "capacity" (TensorRT, whose profiles fix the slot axes) passes the whole capacity;
+- a row with no memory at all (an initial prompted frame) gets image_embed + no_mem_embed: on numpy
+  buffers the pipeline adds it and skips the graph, on DeviceArrays the graph does the same add
+  (export/graphs/memory_attention.py), so nothing comes back to the host;
+- the frame is resized and normalised on the host on both (so both see the same image) and
+  uploaded on the device path.
+
+The image encoder writes into one of two feature buffers, so a frame whose later graphs fail
+leaves the current frame's features as they were (the session keeps the one it committed).
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 from .backend import Backend
-from .contracts import IMAGE_ENCODER, LABEL_PADDING, MASK_DECODER, MEMORY_ATTENTION, MEMORY_ENCODER, MEMORY_SLOTS, POINTER_SLOTS
+from .contracts import IMAGE_ENCODER, LABEL_PADDING, MASK_DECODER, MEMORY_ATTENTION, MEMORY_ENCODER
+from .errors import GraphError, InputError
 from .image_ops import preprocess_frame
-from .memory_bank import MemoryBank
+from .memory_bank import NUMPY, MemorySources
 
-# Each slot axis of memory_attention and the input that flags its filled slots.
-SLOT_FLAGS = {MEMORY_SLOTS: "memory_valid", POINTER_SLOTS: "obj_ptr_valid"}
+SLOT_POLICIES = ("filled", "capacity")
+HOST_MAX_POINTS = 64  # per object, where the backend sets no limit (TensorRT's points profile does)
 
-
-def open_pipeline(backend: Backend, max_objects: int, resize: str = "pil_bicubic"):
-    """The pipeline for a backend: a device backend (one with an `arena` of device buffers,
-    runtime/device_backends.py) gets the DevicePipeline, whose buffers and memory bank live on the
-    device; every other backend this one, over numpy buffers. Both have the same methods."""
-    if getattr(backend, "arena", None) is not None:
-        from .device_pipeline import DevicePipeline
-
-        return DevicePipeline(backend, max_objects, resize)
-    return Pipeline(backend, max_objects, resize)
+Features = dict  # the image encoder's outputs: image_embed, high_res_feats_0, high_res_feats_1
 
 
 def model_constants(constants: dict) -> tuple[np.ndarray, np.float32, np.ndarray, np.ndarray]:
-    """The manifest's constants that the runtime applies itself, on both paths: mask_downsample's
-    weight [4, 4] and bias, no_obj_ptr [C] and no_mem_embed [C, 1, 1]."""
+    """The manifest's constants that the runtime applies itself: mask_downsample's weight [4, 4] and
+    bias, no_obj_ptr [C] and no_mem_embed [C, 1, 1]."""
     return (
         np.asarray(constants["mask_downsample"]["weight"], np.float32),
         np.float32(constants["mask_downsample"]["bias"]),
@@ -40,133 +49,178 @@ def model_constants(constants: dict) -> tuple[np.ndarray, np.float32, np.ndarray
     )
 
 
-def downsample_mask(mask: np.ndarray, weight: np.ndarray, bias: np.float32) -> np.ndarray:
-    """The model's `mask_downsample` (a 4x4, stride-4 convolution) of a [S, S] mask: [S/4, S/4]. On
-    the host on both paths: a mask prompt comes from the host."""
-    s = mask.shape[-1] // 4
-    blocks = mask.reshape(s, 4, s, 4)
-    return np.einsum("aibj,ij->ab", blocks, weight) + bias
-
-
 class Pipeline:
     def __init__(self, backend: Backend, max_objects: int, resize: str = "pil_bicubic") -> None:
-        self.backend = backend
-        self.resize = resize
+        engine_objects = getattr(backend, "max_objects", None)
+        if engine_objects is not None and max_objects > engine_objects:
+            raise InputError(
+                f"max_objects | received {max_objects}; expected at most {engine_objects}, the engines' objects "
+                f"profile. Open the session with max_objects <= {engine_objects}, or rebuild with streamsam build --max-objects {max_objects}"
+            )
+        self.backend, self.resize, self.max_objects = backend, resize, max_objects
+        self.arrays = arrays = getattr(backend, "arena", None) or NUMPY
+        self.slot_policy = getattr(backend, "slot_policy", "filled")
+        if self.slot_policy not in SLOT_POLICIES:
+            raise InputError(f"slot_policy | received {self.slot_policy!r}; expected one of {SLOT_POLICIES}")
+        self.max_points = getattr(backend, "max_points", None) or HOST_MAX_POINTS
         self.dims = dims = backend.manifest.dims
-        self.max_objects = max_objects
         contracts = backend.manifest.contracts
+        self._buffers = []
 
-        def alloc(graph: str, io: str) -> dict[str, np.ndarray]:
+        def alloc(graph: str, io: str) -> dict:
             specs = contracts[graph].inputs if io == "in" else contracts[graph].outputs
-            return {s.name: np.zeros(s.concrete_shape(objects=max_objects, points=1, **dims.slot_capacity), s.dtype) for s in specs}
+            shape = dict(objects=max_objects, points=self.max_points, **dims.slot_capacity)
+            return {s.name: self._zeros(s.concrete_shape(**shape), s.dtype) for s in specs}
 
-        self.encoder_out = alloc(IMAGE_ENCODER, "out")
-        self.image = np.zeros(contracts[IMAGE_ENCODER].inputs[0].shape, np.float32)
+        image_shape = contracts[IMAGE_ENCODER].inputs[0].shape
+        self.image = self._zeros(image_shape, np.float32)
+        self.host_image = self.image if isinstance(self.image, np.ndarray) else np.zeros(image_shape, np.float32)
+        self._encoded = (alloc(IMAGE_ENCODER, "out"), alloc(IMAGE_ENCODER, "out"))
+        self.features: Features = self._encoded[0]  # the current frame's, as the session committed them
+        self.attention_in = {k: v for k, v in alloc(MEMORY_ATTENTION, "in").items() if k != "image_embed"}
         self.conditioned = alloc(MEMORY_ATTENTION, "out")["conditioned_embed"]
-        # memory_attention's inputs by slot axis (named as the bank's arrays), and flat buffers the
-        # filled slots are gathered into (see `attend`).
-        self.slot_inputs = {axis: [s.name for s in contracts[MEMORY_ATTENTION].inputs if axis in s.shape] for axis in SLOT_FLAGS}
-        self.filled = {k: v.reshape(-1) for k, v in alloc(MEMORY_ATTENTION, "in").items() if k != "image_embed"}
         self.decoder_in = alloc(MASK_DECODER, "in")
         self.decoder_out = alloc(MASK_DECODER, "out")
+        self.memory_in = alloc(MEMORY_ENCODER, "in")  # a prompt's host-side mask and score go in here
         self.memory_out = alloc(MEMORY_ENCODER, "out")["maskmem_features"]
-        self.is_mask_from_pts = np.zeros(max_objects, bool)
-        self.bank = MemoryBank(dims, max_objects)
         (self.mask_downsample_weight, self.mask_downsample_bias, self.no_obj_ptr,
          self.no_mem_embed) = model_constants(backend.manifest.constants)
 
+    def _zeros(self, shape, dtype):
+        buffer = self.arrays.zeros(shape, dtype)
+        self._buffers.append(buffer)
+        return buffer
+
+    def close(self) -> None:
+        """Give the buffers back to the arena (numpy's go with the last reference)."""
+        free = getattr(self.arrays, "free", None)
+        for buffer in self._buffers:
+            if free is not None:
+                free(buffer)
+        self._buffers.clear()
+
     @property
-    def image_embed(self) -> np.ndarray:
-        return self.encoder_out["image_embed"]
+    def nbytes(self) -> int:
+        return sum(b.nbytes for b in self._buffers)
 
-    def encode_image(self, frame: np.ndarray) -> None:
-        """Run the image encoder on an RGB uint8 frame; its features stay in `encoder_out`."""
-        preprocess_frame(frame, self.image, self.resize)
-        self.backend.run(IMAGE_ENCODER, {"image": self.image}, self.encoder_out)
+    # -- the four graphs
 
-    def attend(self, rows: slice) -> np.ndarray:
-        """Memory attention for `rows` with the bank's current selection -> conditioned features."""
-        bank = self.bank
-        flags = {axis: getattr(bank, name)[rows] for axis, name in SLOT_FLAGS.items()}
+    def encode_image(self, frame: np.ndarray) -> Features:
+        """Run the image encoder on an RGB uint8 frame into the feature buffers the current frame
+        does not use; the session makes them current (`self.features = ...`) once its step is done."""
+        spare = self._encoded[1] if self.features is self._encoded[0] else self._encoded[0]
+        preprocess_frame(frame, self.host_image, self.resize)
+        if self.image is not self.host_image:
+            self.image[...] = self.host_image
+        self._run(IMAGE_ENCODER, {"image": self.image}, spare)
+        return spare
+
+    def attend(self, features: Features, rows: slice, sources: Sequence[MemorySources]):
+        """Memory attention for `rows`, each reading its own sources -> conditioned features [n, d, g, g]."""
+        n = rows.stop - rows.start
         out = self.conditioned[rows]
-        if not any(valid.any() for valid in flags.values()):
+        memories = max(len(s.memories) for s in sources)
+        pointers = max(len(s.pointers) for s in sources)
+        if memories == 0 and pointers == 0 and isinstance(out, np.ndarray):
             # Initial prompted frames only: the graph would add no_mem_embed and nothing else.
-            np.add(self.image_embed, self.no_mem_embed, out=out)
+            np.add(features["image_embed"], self.no_mem_embed, out=out)
             return out
-        inputs = {"image_embed": self.image_embed}
-        for axis, valid in flags.items():
-            inputs.update(self._filled_slots(valid, {name: getattr(bank, name)[rows] for name in self.slot_inputs[axis]}))
-        self.backend.run(MEMORY_ATTENTION, inputs, {"conditioned_embed": out})
+        if self.slot_policy == "capacity":
+            memories, pointers = self.dims.memory_slots, self.dims.pointer_slots
+        inputs = {"image_embed": features["image_embed"]}
+        inputs.update(self._gather("memory", "memory_tpos", "memory_valid", [s.memories for s in sources], n, max(memories, 1)))
+        inputs.update(self._gather("obj_ptrs", "obj_ptr_tpos", "obj_ptr_valid", [s.pointers for s in sources], n, max(pointers, 1)))
+        self._run(MEMORY_ATTENTION, inputs, {"conditioned_embed": out})
         return out
 
-    def _filled_slots(self, valid: np.ndarray, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The filled slots of each row, first and in slot order, as many as the fullest row has: the
-        attention's cost is per slot passed, and the ring's empty slots (the bank's spare prompted
-        frames, the first frames after a prompt) would be paid for and masked out. Rows with fewer keep
-        validity flags for the rest. The bank's own arrays when every slot is filled."""
-        objects, capacity = valid.shape
-        count = max(int(valid.sum(axis=1).max()), 1)
-        if count == capacity:
-            return arrays
-        order = np.argsort(~valid, axis=1, kind="stable")[:, :count]
-        gathered = {}
-        for name, array in arrays.items():
-            shape = (objects, count) + array.shape[2:]
-            staged = self.filled[name][: int(np.prod(shape))].reshape(shape)
-            for row in range(objects):
-                np.take(array[row], order[row], axis=0, out=staged[row])
-            gathered[name] = staged
-        return gathered
+    def _gather(self, values: str, tpos: str, valid: str, picks: list, n: int, count: int) -> dict:
+        """Each row's picks, first and in order, into [n, count, ...] staging views; the rest of a
+        row's slots flagged empty (their values are whatever the buffer holds: masked out)."""
+        buffer = self.attention_in[values]
+        staged = self.arrays.leading(buffer, (n, count) + tuple(buffer.shape[2:]))
+        host_tpos = np.zeros((n, count), self.attention_in[tpos].dtype)
+        host_valid = np.zeros((n, count), bool)
+        for row, row_picks in enumerate(picks):
+            for slot, (value, position) in enumerate(row_picks):
+                staged[row, slot] = value
+                host_tpos[row, slot], host_valid[row, slot] = position, True
+        staged_tpos = self.arrays.leading(self.attention_in[tpos], (n, count))
+        staged_valid = self.arrays.leading(self.attention_in[valid], (n, count))
+        staged_tpos[...], staged_valid[...] = host_tpos, host_valid
+        return {values: staged, tpos: staged_tpos, valid: staged_valid}
 
-    def decode(
-        self,
-        rows: slice,
-        features: np.ndarray,
-        point_coords: np.ndarray | None,
-        point_labels: np.ndarray | None,
-        mask_input: np.ndarray | None,
-        multimask: bool,
-    ) -> dict[str, np.ndarray]:
-        """The mask decoder for `rows`. Without points, one padding point (as the official model);
-        `point_coords` are in model input pixels. Returns views of the output buffers."""
+    def decode(self, features: Features, rows: slice, conditioned, point_coords, point_labels, mask_input, multimask: bool) -> dict:
+        """The mask decoder for `rows` on `conditioned` features. Without points, one padding point
+        (as the official model); `point_coords` [n, k, 2] are in model input pixels, host arrays like
+        `mask_input`. Returns views of the output buffers."""
         n = rows.stop - rows.start
         if point_coords is None:
             point_coords = np.zeros((n, 1, 2), np.float32)
             point_labels = np.full((n, 1), LABEL_PADDING, np.int32)
-        inputs = dict(self.decoder_in)
-        inputs["conditioned_embed"] = features
-        inputs["high_res_feats_0"] = self.encoder_out["high_res_feats_0"]
-        inputs["high_res_feats_1"] = self.encoder_out["high_res_feats_1"]
-        inputs["point_coords"] = np.ascontiguousarray(point_coords, np.float32)
-        inputs["point_labels"] = np.ascontiguousarray(point_labels, np.int32)
-        mask_buffer, has_mask = self.decoder_in["mask_input"][rows], self.decoder_in["has_mask_input"][rows]
-        if mask_input is None:
-            has_mask[...] = 0.0
-        else:
-            mask_buffer[...] = mask_input
-            has_mask[...] = 1.0
-        inputs["mask_input"], inputs["has_mask_input"] = mask_buffer, has_mask
-        multimask_buffer = self.decoder_in["multimask_output"][rows]
-        multimask_buffer[...] = multimask
-        inputs["multimask_output"] = multimask_buffer
+        points = np.shape(point_coords)[1]
+        if points > self.max_points:
+            raise InputError(
+                f"prompt | received {points} points on one object; expected at most {self.max_points} (the buffers, "
+                "and on TensorRT the engines' points profile, are sized once). Give fewer clicks, or a mask"
+            )
+        coords = self.arrays.leading(self.decoder_in["point_coords"], (n, points, 2))
+        labels = self.arrays.leading(self.decoder_in["point_labels"], (n, points))
+        coords[...], labels[...] = np.asarray(point_coords, np.float32), np.asarray(point_labels, np.int32)
+        inputs = {
+            "conditioned_embed": conditioned,
+            "high_res_feats_0": features["high_res_feats_0"],
+            "high_res_feats_1": features["high_res_feats_1"],
+            "point_coords": coords,
+            "point_labels": labels,
+            "mask_input": self.decoder_in["mask_input"][rows],
+            "has_mask_input": self.decoder_in["has_mask_input"][rows],
+            "multimask_output": self.decoder_in["multimask_output"][rows],
+        }
+        if mask_input is not None:
+            inputs["mask_input"][...] = np.asarray(mask_input, np.float32)
+        inputs["has_mask_input"][...] = np.float32(0.0 if mask_input is None else 1.0)
+        inputs["multimask_output"][...] = np.bool_(multimask)
         outputs = {k: v[rows] for k, v in self.decoder_out.items()}
-        self.backend.run(MASK_DECODER, inputs, outputs)
+        self._run(MASK_DECODER, inputs, outputs)
         return outputs
 
-    def encode_memory(self, rows: slice, high_res_masks: np.ndarray, object_score_logits: np.ndarray, from_points: bool) -> np.ndarray:
-        """The memory encoder for `rows` on the current frame's own (unconditioned) features."""
-        flags = self.is_mask_from_pts[rows]
-        flags[...] = from_points
+    def encode_memory(self, features: Features, rows: slice, from_points: bool, high_res_masks=None, object_score_logits=None):
+        """The memory encoder for `rows` on the frame's own (unconditioned) features: of the mask
+        decoder's last outputs for these rows, or of host arrays (a prompt's upsampled mask and score)."""
+        inputs = {"image_embed": features["image_embed"], "is_mask_from_pts": self.memory_in["is_mask_from_pts"][rows]}
+        inputs["is_mask_from_pts"][...] = np.bool_(from_points)
+        if high_res_masks is None:
+            inputs["high_res_masks"] = self.decoder_out["high_res_masks"][rows]
+            inputs["object_score_logits"] = self.decoder_out["object_score_logits"][rows]
+        else:
+            for name, value in (("high_res_masks", high_res_masks), ("object_score_logits", object_score_logits)):
+                inputs[name] = self.memory_in[name][rows]
+                inputs[name][...] = np.asarray(value, np.float32)
         out = self.memory_out[rows]
-        inputs = {
-            "image_embed": self.image_embed,
-            "high_res_masks": np.ascontiguousarray(high_res_masks, np.float32),
-            "object_score_logits": np.ascontiguousarray(object_score_logits, np.float32),
-            "is_mask_from_pts": flags,
-        }
-        self.backend.run(MEMORY_ENCODER, inputs, {"maskmem_features": out})
+        self._run(MEMORY_ENCODER, inputs, {"maskmem_features": out})
         return out
 
     def downsample_mask_prompt(self, mask: np.ndarray) -> np.ndarray:
-        """The model's `mask_downsample` (a 4x4, stride-4 convolution) of a [S, S] mask: [S/4, S/4]."""
-        return downsample_mask(mask, self.mask_downsample_weight, self.mask_downsample_bias)
+        """The model's `mask_downsample` (a 4x4, stride-4 convolution) of a [S, S] mask: [S/4, S/4].
+        On the host on both paths: a mask prompt comes from the host."""
+        s = mask.shape[-1] // 4
+        blocks = mask.reshape(s, 4, s, 4)
+        return np.einsum("aibj,ij->ab", blocks, self.mask_downsample_weight) + self.mask_downsample_bias
+
+    def _run(self, graph: str, inputs: dict, outputs: dict) -> None:
+        """One graph call; whatever fails inside the backend becomes a GraphError naming the graph
+        (a DeviceLostError when the device is left unusable), and nothing the session committed changed."""
+        try:
+            self.backend.run(graph, inputs, outputs)
+        except GraphError:
+            raise
+        except Exception as exc:
+            check = getattr(self.arrays, "check_usable", None)
+            if check is not None:
+                check()  # raises DeviceLostError after a sticky CUDA error
+            raise GraphError(
+                f"{graph} | received {type(exc).__name__} from the backend ({exc}); expected the graph to run. "
+                "The call changed nothing: retry it, or reopen the session if it keeps failing"
+            ) from exc
+
+

@@ -2,26 +2,26 @@
 masks) apply to the current frame at any time; objects come and go while it runs.
 
 All objects are tracked in one call per graph. Memory is constant: the bank is preallocated for
-`max_objects` when the tracker opens, and a frame writes one slot per object.
+`max_objects` when the tracker opens, and a frame writes one slot per object. A frame or a prompt
+whose graphs fail raises GraphError and leaves the tracker as it was before the call.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .backend import Backend, OnnxRuntimeBackend
-from .contracts import NO_OBJECT_LOGIT
-from .errors import StreamSamError
-from .image_ops import PREV_MASK_CLAMP, antialias_resize, check_frame, fill_holes
-from .pipeline import open_pipeline
+from .backend import Backend, as_backend
+from .errors import DeviceLostError, StreamSamError
+from .image_ops import PREV_MASK_CLAMP, check_frame
+from .memory_bank import NO_MEMORY, MemoryBank
 from .prompts import box_prompt, check_box, check_points, to_model_coords
 from .results import FrameResult
-
-MASK_PROMPT_SCALE, MASK_PROMPT_BIAS = 20.0, -10.0  # a mask prompt as logits (official _use_mask_as_output)
-DEFAULT_FILL_HOLE_AREA = 8  # the official video predictor's default
+from .pipeline import Pipeline
+from .track_step import DEFAULT_FILL_HOLE_AREA, StepOutput, encode_prompted_memory, mask_step, prompt_step, track_step
 
 
 @dataclass
@@ -52,9 +52,10 @@ class StreamTracker:
         """`graphs`: a folder written by `streamsam export`, or a Backend. `resize`: how frames are
         brought to the model size (image_ops.RESIZE_MODES; the default is the official video
         predictor's, "fast" trades bit-parity for speed)."""
-        backend = graphs if hasattr(graphs, "run") else OnnxRuntimeBackend(graphs)
-        self.pipeline = open_pipeline(backend, max_objects, resize)
+        backend, self._owns_backend = as_backend(graphs)
+        self.pipeline = Pipeline(backend, max_objects, resize)
         self.dims = self.pipeline.dims
+        self.bank = MemoryBank(self.dims, max_objects, arrays=self.pipeline.arrays)
         self.max_objects = max_objects
         self.fill_hole_area = fill_hole_area
         lr = self.dims.low_res_size
@@ -65,13 +66,22 @@ class StreamTracker:
         self._objects: dict[int, _ObjectState] = {}
         self.frame_index = -1
         self._frame_size: tuple[int, int] | None = None
+        self._closed: str | None = None
 
-    # -- context manager: buffers live as long as the tracker; nothing to free beyond them
     def __enter__(self) -> StreamTracker:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.reset()
+        self.close()
+
+    def close(self) -> None:
+        """Free the tracker's buffers (device memory on a device backend) and the backend it opened
+        itself; a backend passed in stays open for its owner."""
+        if self._closed is None:
+            self._closed = "close() was called"
+            self.pipeline.close()
+            if self._owns_backend:
+                self.pipeline.backend.close()
 
     @property
     def num_objects(self) -> int:
@@ -79,26 +89,25 @@ class StreamTracker:
 
     def track(self, frame: np.ndarray) -> FrameResult:
         """Segment every object on a new frame; returns the objects' masks on it."""
+        self._require_open()
         frame = check_frame(frame)
         if self._frame_size is not None and frame.shape[:2] != self._frame_size:
             raise StreamSamError(
                 f"frame | received size {frame.shape[1]}x{frame.shape[0]}; expected {self._frame_size[1]}x{self._frame_size[0]} "
                 "like the stream's earlier frames. Call reset() to start a new stream."
             )
-        p = self.pipeline
-        p.encode_image(frame)
-        t = self.frame_index + 1
-        n = self.num_objects
+        t, n = self.frame_index + 1, self.num_objects
+        with self._device_guard():
+            features = self.pipeline.encode_image(frame)
+            if n:
+                rows = slice(0, n)
+                step = track_step(self.pipeline, features, rows, [self.bank.sources(row, t) for row in range(n)], self.fill_hole_area)
+                for row in range(n):
+                    self.bank.write_recent(row, t, step.memories[row], step.obj_ptrs[row])
+        # Every graph ran: the frame is committed.
+        self.pipeline.features = features
         if n:
-            rows = slice(0, n)
-            p.bank.select(rows, t)
-            features = p.attend(rows)
-            out = p.decode(rows, features, None, None, None, multimask=True)
-            memory = p.encode_memory(rows, out["high_res_masks"], out["object_score_logits"], from_points=False)
-            for row in range(n):
-                p.bank.write_recent(row, t, memory[row], out["obj_ptr"][row])
-            self._store_outputs(rows, out)
-        # The frame is committed only once every graph has run.
+            self._store_outputs(rows, step)
         self.frame_index, self._frame_size = t, frame.shape[:2]
         for state in self._objects.values():
             state.tracked_frame, state.has_output = t, True
@@ -108,6 +117,7 @@ class StreamTracker:
     def add_points(self, obj_id: int, points, labels=None, clear_old_points: bool = True) -> FrameResult:
         """Clicks on the current frame (x, y source pixels; labels 1 positive, 0 negative).
         With clear_old_points=False they add to this frame's earlier clicks for the object."""
+        self._require_open()
         pts, lbl = check_points(points, labels, self._require_frame())
         if len(pts) == 0:
             raise StreamSamError(f"add_points object {obj_id} | received no points; expected at least one (x, y)")
@@ -116,6 +126,7 @@ class StreamTracker:
     def add_box(self, obj_id: int, box, points=None, labels=None) -> FrameResult:
         """A box (x0, y0, x1, y1) on the current frame, optionally with clicks; replaces the frame's
         earlier clicks for the object (the box comes first, as in the official predictor)."""
+        self._require_open()
         size = self._require_frame()
         corners, corner_labels = box_prompt(check_box(box, size))
         pts, lbl = check_points(points, labels, size)
@@ -123,34 +134,26 @@ class StreamTracker:
 
     def add_mask(self, obj_id: int, mask: np.ndarray) -> FrameResult:
         """A mask (H x W, bool or 0/1) of the object on the current frame."""
+        self._require_open()
         h, w = self._require_frame()
         mask = np.asarray(mask)
         if mask.shape != (h, w):
             raise StreamSamError(f"add_mask object {obj_id} | received shape {mask.shape}; expected ({h}, {w}), the frame size")
         row = self._row_for(obj_id)
-        p, s, lr = self.pipeline, self.dims.image_size, self.dims.low_res_size
-        # As the official add_new_mask: antialiased resize to the model size, then >= 0.5.
-        mask_s = (antialias_resize(mask.astype(np.float32), s, s) >= 0.5).astype(np.float32)
-        present = bool(mask_s.any())
-        rows = slice(row, row + 1)
-        # The decoder runs on the frame's own features only for the pointer (_use_mask_as_output).
-        mask_input = p.downsample_mask_prompt(mask_s)[None, None]
-        out = p.decode(rows, p.image_embed, None, None, mask_input, multimask=False)
-        obj_ptr = out["obj_ptr"][0] if present else p.no_obj_ptr
-        high = mask_s * MASK_PROMPT_SCALE + MASK_PROMPT_BIAS
-        low = antialias_resize(high, lr, lr)
-        score = MASK_PROMPT_SCALE + MASK_PROMPT_BIAS if present else MASK_PROMPT_BIAS
-        is_init = self._objects.get(obj_id, _ObjectState()).tracked_frame != self.frame_index
-        self._finish_prompt(obj_id, row, low, 1.0, score, obj_ptr, is_cond=is_init)
+        with self._device_guard():
+            step = mask_step(self.pipeline, self.pipeline.features, row, mask, self.fill_hole_area)
+            is_init = self._objects.get(obj_id, _ObjectState()).tracked_frame != self.frame_index
+            self._finish_prompt(obj_id, row, step, is_cond=is_init)
         state = self._objects[obj_id]
         state.points, state.labels = state.points[:0], state.labels[:0]
         return self._result()
 
     def remove_object(self, obj_id: int) -> None:
         """Stop tracking an object; its row goes to the last object, the others keep their memory."""
+        self._require_open()
         row = self._known_row(obj_id)
         last = self.num_objects - 1
-        bank = self.pipeline.bank
+        bank = self.bank
         if row != last:
             bank.move_row(last, row)
             for array in (self._logits, self._ious, self._scores):
@@ -164,7 +167,7 @@ class StreamTracker:
     def reset(self) -> None:
         """Forget every object and frame (a new stream); buffers are kept."""
         for row in range(self.num_objects):
-            self.pipeline.bank.clear(row)
+            self.bank.clear(row)
         self.object_ids.clear()
         self._objects.clear()
         self.frame_index, self._frame_size = -1, None
@@ -192,58 +195,52 @@ class StreamTracker:
         return self.num_objects  # becomes the object's row once its prompt succeeds
 
     def _prompt_points(self, obj_id: int, pts: np.ndarray, lbl: np.ndarray, clear_old_points: bool) -> FrameResult:
-        size = self._frame_size
         row = self._row_for(obj_id)
         state = self._objects.get(obj_id, _ObjectState())
-        coords = to_model_coords(pts, size, self.dims.image_size)
+        coords = to_model_coords(pts, self._frame_size, self.dims.image_size)
         if not clear_old_points:
             coords, lbl = np.concatenate([state.points, coords]), np.concatenate([state.labels, lbl])
-        p, rows = self.pipeline, slice(row, row + 1)
         # A frame this object was not tracked on is an initial prompted frame: no memory is read.
         is_init = state.tracked_frame != self.frame_index
-        if is_init:
-            p.bank.forget_memory_of_rows(rows)
-        else:
-            p.bank.select(rows, self.frame_index)
-        features = p.attend(rows)
-        prev = np.clip(self._logits[row], -PREV_MASK_CLAMP, PREV_MASK_CLAMP)[None, None] if state.has_output and obj_id in self._objects else None
-        multimask = len(lbl) <= 1  # the official multimask_max_pt_num
-        out = p.decode(rows, features, coords[None], lbl[None], prev, multimask)
-        self._finish_prompt(obj_id, row, out["low_res_masks"][0, 0], float(out["ious"][0, 0]),
-                            float(out["object_score_logits"][0, 0]), out["obj_ptr"][0], is_cond=is_init)
+        sources = NO_MEMORY if is_init else self.bank.sources(row, self.frame_index)
+        prev = np.clip(self._logits[row], -PREV_MASK_CLAMP, PREV_MASK_CLAMP) if state.has_output and obj_id in self._objects else None
+        with self._device_guard():
+            step = prompt_step(self.pipeline, self.pipeline.features, row, sources, coords, lbl, prev, self.fill_hole_area)
+            self._finish_prompt(obj_id, row, step, is_cond=is_init)
         state = self._objects[obj_id]
         state.points, state.labels = coords, lbl
         return self._result()
 
-    def _finish_prompt(
-        self, obj_id: int, row: int, low_res: np.ndarray, iou: float, score: float, obj_ptr: np.ndarray, is_cond: bool
-    ) -> None:
-        """Store a prompted frame's output: hole-filled logits, and its memory (encoded from them,
-        binarised, as the official predictor does when it consolidates a prompt). A prompt on a frame
-        the object was already tracked on is a correction: as in the official predictor
+    def _finish_prompt(self, obj_id: int, row: int, step: StepOutput, is_cond: bool) -> None:
+        """Store a prompted frame's output and its memory. A prompt on a frame the object was
+        already tracked on is a correction: as in the official predictor
         (add_all_frames_to_correct_as_cond=False) it replaces that frame's tracked memory rather than
         becoming a prompted frame."""
-        p, s = self.pipeline, self.dims.image_size
-        logits = fill_holes(np.array(low_res, np.float32)[None], self.fill_hole_area)
-        # Bilinear upsampling, exact (OpenCV's is within 1e-4): the memory sees these logits.
-        high = antialias_resize(logits[0], s, s)[None, None]
-        rows = slice(row, row + 1)
-        memory = p.encode_memory(rows, high, np.array([[score]], np.float32), from_points=True)
-        write = p.bank.write_prompted if is_cond else p.bank.write_recent
-        write(row, self.frame_index, memory[0], obj_ptr)
+        p = self.pipeline
+        memory = encode_prompted_memory(p, p.features, row, step.low_res[0], float(step.scores[0]))
+        write = self.bank.write_prompted if is_cond else self.bank.write_recent
+        write(row, self.frame_index, memory[0], step.obj_ptrs[0])
         if obj_id not in self._objects:
             self.object_ids.append(obj_id)
             self._objects[obj_id] = _ObjectState()
-        self._logits[row], self._ious[row], self._scores[row] = logits[0], iou, score
+        self._store_outputs(slice(row, row + 1), step)
         self._objects[obj_id].has_output = True
 
-    def _store_outputs(self, rows: slice, out: dict[str, np.ndarray]) -> None:
-        logits = self._logits[rows]
-        # np.asarray: the only host reads of a tracked frame (a download on the device path).
-        logits[...] = np.asarray(out["low_res_masks"])[:, 0]
-        fill_holes(logits, self.fill_hole_area)
-        self._ious[rows] = np.asarray(out["ious"])[:, 0]
-        self._scores[rows] = np.asarray(out["object_score_logits"])[:, 0]
+    def _store_outputs(self, rows: slice, step: StepOutput) -> None:
+        self._logits[rows], self._ious[rows], self._scores[rows] = step.low_res, step.ious, step.scores
+
+    def _require_open(self) -> None:
+        if self._closed is not None:
+            raise StreamSamError(f"StreamTracker | received a call after {self._closed}; expected an open tracker. Open a new StreamTracker")
+
+    @contextmanager
+    def _device_guard(self):
+        """A device left unusable (a sticky CUDA error) closes the tracker: every later call says so."""
+        try:
+            yield
+        except DeviceLostError as exc:
+            self._closed = f"the device was lost ({exc})"
+            raise
 
     def _result(self) -> FrameResult:
         n = self.num_objects
@@ -256,5 +253,3 @@ class StreamTracker:
             source_size=self._frame_size,
         )
 
-
-__all__ = ["StreamTracker", "NO_OBJECT_LOGIT"]

@@ -20,15 +20,15 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .backend import Backend, OnnxRuntimeBackend
+from .backend import Backend, as_backend
 from .contracts import NO_OBJECT_LOGIT
 from .errors import StreamSamError
-from .image_ops import PREV_MASK_CLAMP, antialias_resize, fill_holes
-from .memory_bank import MAX_OBJ_PTRS, from_bfloat16_bits, to_bfloat16_bits
-from .pipeline import open_pipeline
+from .image_ops import PREV_MASK_CLAMP
+from .memory_bank import NO_MEMORY, MemorySources, SelectionRule, from_bfloat16_bits, to_bfloat16_bits
+from .pipeline import Features, Pipeline
 from .prompts import box_prompt, check_box, check_points, to_model_coords
 from .results import FrameResult
-from .stream_tracker import DEFAULT_FILL_HOLE_AREA, MASK_PROMPT_BIAS, MASK_PROMPT_SCALE
+from .track_step import DEFAULT_FILL_HOLE_AREA, StepOutput, encode_prompted_memory, mask_step, prompt_step, track_step
 from .video_frames import VideoFrames
 
 
@@ -81,15 +81,32 @@ class VideoPredictor:
         max_objects: int = 8,
         fill_hole_area: int = DEFAULT_FILL_HOLE_AREA,
         resize: str = "pil_bicubic",
+        tracked_memories: bool = True,
     ) -> None:
-        backend = graphs if hasattr(graphs, "run") else OnnxRuntimeBackend(graphs)
-        self.pipeline = open_pipeline(backend, max_objects, resize)
+        """`tracked_memories=False`: frames read only the prompted frames' memories and pointers
+        (the memory-off ablation training/evaluate.py measures)."""
+        backend, self._owns_backend = as_backend(graphs)
+        self.pipeline = Pipeline(backend, max_objects, resize)
         self.dims = self.pipeline.dims
+        self.rule = SelectionRule(self.dims.num_maskmem, max_prompted=self.dims.max_prompted_frames, tracked_memories=tracked_memories)
         self.max_objects = max_objects
         self.fill_hole_area = fill_hole_area
         self.frames: VideoFrames | None = None
         self.objects: dict[int, ObjectTrack] = {}
         self._encoded_frame: int | None = None
+
+    def __enter__(self) -> VideoPredictor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Free the predictor's buffers (device memory on a device backend) and the backend it
+        opened itself; a backend passed in stays open for its owner."""
+        self.pipeline.close()
+        if self._owns_backend:
+            self.pipeline.backend.close()
 
     # -- the official verbs
 
@@ -136,14 +153,11 @@ class VideoPredictor:
         reverse = False if is_init else track.tracked[frame_idx]
         temp = track.temp_cond if is_init else track.temp_non_cond
         prev = track.output(frame_idx, temp)
-        prev_logits = None if prev is None else np.clip(prev.low_res, -PREV_MASK_CLAMP, PREV_MASK_CLAMP)[None, None]
+        prev_logits = None if prev is None else np.clip(prev.low_res, -PREV_MASK_CLAMP, PREV_MASK_CLAMP)
 
-        self._encode(frame_idx)
-        p, rows = self.pipeline, slice(0, 1)
-        self._select(0, track, frame_idx, reverse, use_memory=not is_init)
-        features = p.attend(rows)
-        out = p.decode(rows, features, coords[None], lbl[None], prev_logits, multimask=len(lbl) <= 1)
-        output = self._frame_output(out, 0)
+        features = self._encode(frame_idx)
+        sources = NO_MEMORY if is_init else self._sources(track, frame_idx, reverse)
+        output = self._frame_output(prompt_step(self.pipeline, features, 0, sources, coords, lbl, prev_logits, self.fill_hole_area))
         # Inputs are recorded only once the frame ran: a failure leaves the object as it was.
         self.objects[obj_id] = track
         track.points[frame_idx] = (coords, lbl)
@@ -153,33 +167,16 @@ class VideoPredictor:
 
     def add_new_mask(self, frame_idx: int, obj_id: int, mask: np.ndarray) -> FrameResult:
         """A mask (H x W bool) of the object on a frame: it becomes the frame's output as it is."""
-        frames = self._require_video()
         self._check_frame_index(frame_idx)
         mask = np.asarray(mask)
         if mask.ndim != 2:
             raise StreamSamError(f"add_new_mask object {obj_id} | received shape {mask.shape}; expected a 2-D (H, W) mask")
-        s, lr = self.dims.image_size, self.dims.low_res_size
-        mask_s = mask.astype(np.float32)
-        if mask.shape != (s, s):
-            mask_s = (antialias_resize(mask_s, s, s) >= 0.5).astype(np.float32)
         track = self._track_for(obj_id)
         is_init = frame_idx not in track.tracked
         temp = track.temp_cond if is_init else track.temp_non_cond
-
-        self._encode(frame_idx)
-        p, rows = self.pipeline, slice(0, 1)
-        present = bool((mask_s > 0).any())
-        out = p.decode(rows, p.image_embed, None, None, p.downsample_mask_prompt(mask_s)[None, None], multimask=False)
-        high = mask_s * MASK_PROMPT_SCALE + MASK_PROMPT_BIAS
-        low = fill_holes(antialias_resize(high, lr, lr)[None], self.fill_hole_area)[0]
-        output = FrameOutput(
-            low_res=low,
-            obj_ptr=np.array(out["obj_ptr"][0] if present else p.no_obj_ptr),
-            score=MASK_PROMPT_SCALE + MASK_PROMPT_BIAS if present else MASK_PROMPT_BIAS,
-            iou=1.0,
-        )
+        output = self._frame_output(mask_step(self.pipeline, self._encode(frame_idx), 0, mask, self.fill_hole_area))
         self.objects[obj_id] = track
-        track.masks[frame_idx] = mask_s
+        track.masks[frame_idx] = mask
         track.points.pop(frame_idx, None)
         temp[frame_idx] = output
         return self._consolidated(frame_idx, is_cond=is_init)
@@ -249,83 +246,42 @@ class VideoPredictor:
             )
         return ObjectTrack()
 
-    def _encode(self, frame: int) -> None:
-        """Image features of `frame` into the pipeline's buffers (one frame is kept at a time)."""
+    def _encode(self, frame: int) -> Features:
+        """Image features of `frame` (one frame is kept at a time)."""
         if self._encoded_frame != frame:
             self._encoded_frame = None
-            self.pipeline.encode_image(self.frames[frame])
+            self.pipeline.features = self.pipeline.encode_image(self.frames[frame])
             self._encoded_frame = frame
+        return self.pipeline.features
 
-    def _select(self, row: int, track: ObjectTrack, frame: int, reverse: bool, use_memory: bool) -> None:
-        """The official memory and pointer selection for one object on `frame` into `row`."""
-        bank = self.pipeline.bank
-        if not use_memory:
-            bank.load_row(row, [], [])
-            return
-        direction = -1 if reverse else 1
-        selected, unselected = self._closest_cond_frames(track, frame)
-        memories = [(track.cond[f].memory, 0) for f in selected]
-        for distance in range(1, self.dims.num_maskmem):
-            prev = frame - distance * direction
-            out = track.non_cond.get(prev, unselected.get(prev))
-            if out is not None:
-                memories.append((out.memory, distance))
-        max_ptrs = min(self.num_frames, MAX_OBJ_PTRS)
-        scale = max(max_ptrs - 1, 1)
-        pointers = [
-            (track.cond[f].obj_ptr, (frame - f) * direction / scale)
-            for f in selected
-            if (f >= frame if reverse else f <= frame)
-        ]
-        for distance in range(1, max_ptrs):
-            prev = frame - distance * direction
-            if not 0 <= prev < self.num_frames:
-                break
-            out = track.non_cond.get(prev, unselected.get(prev))
-            if out is not None:
-                pointers.append((out.obj_ptr, distance / scale))
-        bank.load_row(row, memories, pointers)
+    def _sources(self, track: ObjectTrack, frame: int, reverse: bool) -> MemorySources:
+        """What one object reads on `frame`: the rule's picks among its prompted and tracked frames."""
+        selection = self.rule.select(frame, list(track.cond), track.non_cond, reverse, self.num_frames)
+        stored = lambda pick: (track.cond if pick.prompted else track.non_cond)[pick.frame]  # noqa: E731
+        return MemorySources(
+            tuple((stored(k).memory, k.tpos) for k in selection.memories),
+            tuple((stored(k).obj_ptr, k.tpos) for k in selection.pointers),
+        )
 
-    def _closest_cond_frames(self, track: ObjectTrack, frame: int) -> tuple[list[int], dict[int, FrameOutput]]:
-        """Every prompted frame while they fit the graph's slots; beyond, the official
-        select_closest_cond_frames rule (closest before, closest after, then the nearest)."""
-        frames = list(track.cond)
-        capacity = self.dims.max_prompted_frames
-        if len(frames) <= capacity:
-            return frames, {}
-        chosen = []
-        before = [f for f in frames if f < frame]
-        after = [f for f in frames if f >= frame]
-        if before:
-            chosen.append(max(before))
-        if after:
-            chosen.append(min(after))
-        rest = sorted((f for f in frames if f not in chosen), key=lambda f: abs(f - frame))
-        chosen += rest[: capacity - len(chosen)]
-        return chosen, {f: track.cond[f] for f in frames if f not in chosen}
-
-    def _frame_output(self, out: dict[str, np.ndarray], row: int) -> FrameOutput:
-        low = fill_holes(np.array(out["low_res_masks"][row], np.float32), self.fill_hole_area)[0]
+    @staticmethod
+    def _frame_output(step: StepOutput, row: int = 0) -> FrameOutput:
         return FrameOutput(
-            low_res=low,
-            obj_ptr=np.array(out["obj_ptr"][row]),  # np.array: a host copy on either path
-            score=float(out["object_score_logits"][row, 0]),
-            iou=float(out["ious"][row, 0]),
+            low_res=step.low_res[row],
+            obj_ptr=np.array(step.obj_ptrs[row], np.float32),  # a host copy on either path
+            score=float(step.scores[row]),
+            iou=float(step.ious[row]),
         )
 
     def _preflight(self) -> None:
         """Encode the memories of prompted frames and move them out of the temporary store."""
         if not self.objects:
             raise StreamSamError("propagate_in_video | received no prompts; expected add_new_points_or_box or add_new_mask first")
-        s = self.dims.image_size
         for obj_id, track in self.objects.items():
             for temp, store in ((track.temp_non_cond, track.non_cond), (track.temp_cond, track.cond)):
                 for frame, out in temp.items():
                     if out.memory_bits is None:
-                        self._encode(frame)
-                        high = antialias_resize(out.low_res, s, s)[None, None]  # = bilinear upsampling
-                        memory = self.pipeline.encode_memory(slice(0, 1), high, np.array([[out.score]], np.float32), from_points=True)
-                        out.memory_bits = to_bfloat16_bits(memory[0])
+                        memory = encode_prompted_memory(self.pipeline, self._encode(frame), 0, out.low_res, out.score)
+                        out.memory_bits = to_bfloat16_bits(np.asarray(memory[0]))
                     store[frame] = out
                 temp.clear()
             if not track.cond:
@@ -336,16 +292,11 @@ class VideoPredictor:
     def _propagate_frame(self, frame: int, reverse: bool) -> FrameResult:
         to_run = [obj_id for obj_id, track in self.objects.items() if frame not in track.cond]
         if to_run:
-            self._encode(frame)
-            p, rows = self.pipeline, slice(0, len(to_run))
+            sources = [self._sources(self.objects[obj_id], frame, reverse) for obj_id in to_run]
+            step = track_step(self.pipeline, self._encode(frame), slice(0, len(to_run)), sources, self.fill_hole_area)
             for row, obj_id in enumerate(to_run):
-                self._select(row, self.objects[obj_id], frame, reverse, use_memory=True)
-            features = p.attend(rows)
-            out = p.decode(rows, features, None, None, None, multimask=True)
-            memory = p.encode_memory(rows, out["high_res_masks"], out["object_score_logits"], from_points=False)
-            for row, obj_id in enumerate(to_run):
-                output = self._frame_output(out, row)
-                output.memory_bits = to_bfloat16_bits(memory[row])
+                output = self._frame_output(step, row)
+                output.memory_bits = to_bfloat16_bits(np.asarray(step.memories[row]))
                 self.objects[obj_id].non_cond[frame] = output
         for track in self.objects.values():
             track.tracked[frame] = reverse

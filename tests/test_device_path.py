@@ -19,10 +19,10 @@ import pytest
 
 from conftest import GOLDEN, moving_square_video
 from streamsam.contracts import DEFAULT_DIMS, GRAPH_NAMES
-from streamsam.cuda_memory import BFLOAT16_ROUNDING, ROUNDING_KERNEL, contiguous_index
+from streamsam.arena import contiguous_index
+from streamsam.cuda_memory import BFLOAT16_ROUNDING, ROUNDING_KERNEL
 from streamsam.errors import MissingDependencyError, StreamSamError
-from streamsam.memory_bank import HostArrays, MemoryBank, round_to_bfloat16
-from streamsam.pipeline import Pipeline, open_pipeline
+from streamsam.memory_bank import MemoryBank, NumpyArrays, round_to_bfloat16
 
 HAS_GPU = shutil.which("nvidia-smi") is not None
 
@@ -73,7 +73,7 @@ def test_rounding_kernel_is_the_cpu_rounding():
     np.testing.assert_array_equal(kernel.astype(np.uint32), round_to_bfloat16(values).view(np.uint32))
 
 
-class CountingArrays(HostArrays):
+class CountingArrays(NumpyArrays):
     """A second implementation of the bank's array namespace (numpy, counting calls): the bank must
     reach its memories only through it, as the device path's DeviceArena does."""
 
@@ -108,12 +108,6 @@ def test_memory_bank_reaches_its_memories_through_its_array_namespace():
     assert (default.memory.view(np.uint32) & 0xFFFF == 0).all()  # stored in bfloat16
 
 
-def test_onnxruntime_backends_get_the_cpu_pipeline(reduced_graphs):
-    from streamsam.backend import OnnxRuntimeBackend
-
-    assert type(open_pipeline(OnnxRuntimeBackend(reduced_graphs, threads=1), 2)) is Pipeline
-
-
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="needs onnxruntime")
 def test_onnxruntime_without_the_cuda_provider_names_the_extra(reduced_graphs):
     import onnxruntime
@@ -129,7 +123,7 @@ def test_onnxruntime_without_the_cuda_provider_names_the_extra(reduced_graphs):
 @pytest.mark.skipif(HAS_GPU, reason="checks the error on a machine without a GPU driver")
 @pytest.mark.skipif(importlib.util.find_spec("cuda") is None, reason="needs cuda-python (the [ort-gpu] extra)")
 def test_first_cuda_call_without_a_driver_says_which_call_failed():
-    from streamsam.cuda_memory import DeviceArena
+    from streamsam.arena import DeviceArena
 
     with pytest.raises(StreamSamError, match=r"cudaSetDevice \| received .*driver.*; expected .*an NVIDIA GPU with a working driver"):
         DeviceArena(0)
@@ -248,7 +242,7 @@ def test_golden_videos_on_onnxruntime_cuda_give_the_cpu_masks(name, tmp_path):
 
 @pytest.mark.gpu
 def test_device_rounding_kernel_and_copies_match_the_cpu_bit_for_bit():
-    from streamsam.cuda_memory import DeviceArena
+    from streamsam.arena import DeviceArena
 
     rng = np.random.default_rng(2)
     values = rng.standard_normal((3, 5, 64), np.float32) * 100
@@ -264,7 +258,7 @@ def test_device_rounding_kernel_and_copies_match_the_cpu_bit_for_bit():
 
 @pytest.mark.gpu
 def test_stream_tracker_on_the_device_matches_the_cpu_and_its_memory_stays_flat(reduced_graphs):
-    from streamsam.cuda_memory import DeviceArray
+    from streamsam.arena import DeviceArray
     from streamsam.device_backends import OnnxRuntimeCudaBackend
     from streamsam.stream_tracker import StreamTracker
 
@@ -272,7 +266,7 @@ def test_stream_tracker_on_the_device_matches_the_cpu_and_its_memory_stays_flat(
     cpu = StreamTracker(reduced_graphs, max_objects=2)
     with OnnxRuntimeCudaBackend(reduced_graphs) as backend:
         device = StreamTracker(backend, max_objects=2)
-        assert isinstance(device.pipeline.bank.memory, DeviceArray)
+        assert isinstance(device.bank.memory, DeviceArray)
         for tracker in (cpu, device):
             tracker.track(frames[0])
             tracker.add_points(1, [(40, 50)])
@@ -282,12 +276,12 @@ def test_stream_tracker_on_the_device_matches_the_cpu_and_its_memory_stays_flat(
             np.testing.assert_allclose(b.low_res_logits, a.low_res_logits, atol=1e-3)
             assert (np.sign(b.object_scores) == np.sign(a.object_scores)).all()
         free_before, _ = backend.arena.mem_get_info()
-        pointers = (device.pipeline.bank.memory.ptr, device.pipeline.bank.obj_ptrs.ptr)
+        pointers = (device.bank.memory.ptr, device.bank.obj_ptrs.ptr)
         for frame in frames[12:]:
             device.track(frame)
         free_after, _ = backend.arena.mem_get_info()
         assert abs(free_before - free_after) < 2**20, (free_before, free_after)
-        assert (device.pipeline.bank.memory.ptr, device.pipeline.bank.obj_ptrs.ptr) == pointers
+        assert (device.bank.memory.ptr, device.bank.obj_ptrs.ptr) == pointers
 
 
 @pytest.mark.gpu

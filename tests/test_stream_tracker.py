@@ -83,14 +83,13 @@ def test_memory_attention_pays_only_for_filled_slots_and_gives_the_full_rings_re
     tracker.track(FRAMES[11])
     assert backend.slots[-1] == (dims.num_maskmem, 11)
     p, rows = tracker.pipeline, slice(0, 2)
-    p.bank.select(rows, tracker.frame_index + 1)
-    whole = {"image_embed": p.image_embed}
-    whole.update({name: getattr(p.bank, name)[rows] for name in ("memory", "memory_tpos", "memory_valid", "obj_ptrs", "obj_ptr_tpos", "obj_ptr_valid")})
-    assert whole["memory"].shape[1] == dims.memory_slots and whole["memory_valid"].sum(axis=1).tolist() == [7, 3]
-    expected = np.zeros_like(p.conditioned[rows])
-    backend.inner.run(MEMORY_ATTENTION, whole, {"conditioned_embed": expected})
-    np.testing.assert_allclose(p.attend(rows), expected, atol=1e-5)
-    assert backend.slots[-1] == (7, 12)
+    sources = [tracker.bank.sources(row, tracker.frame_index + 1) for row in range(2)]
+    assert [len(s.memories) for s in sources] == [7, 3] and [len(s.pointers) for s in sources] == [12, 3]
+    filled = np.array(p.attend(p.features, rows, sources))
+    p.slot_policy = "capacity"  # the TensorRT engines' whole rings, empty slots flagged
+    whole = np.array(p.attend(p.features, rows, sources))
+    assert backend.slots[-2:] == [(7, 12), (dims.memory_slots, dims.pointer_slots)]
+    np.testing.assert_allclose(filled, whole, atol=1e-5)
 
 
 def test_bad_input_is_refused_and_the_session_keeps_its_memory(reduced_graphs):
@@ -148,7 +147,7 @@ def test_memory_stays_allocated_once(reduced_graphs):
     tracker = StreamTracker(reduced_graphs, max_objects=2)
     tracker.track(FRAMES[0])
     tracker.add_points(1, [(40, 50)])
-    bank = tracker.pipeline.bank
+    bank = tracker.bank
     before = (bank.nbytes, bank.memory.ctypes.data, bank.obj_ptrs.ctypes.data)
     for frame in FRAMES[1:] + FRAMES[1:]:
         tracker.track(frame)

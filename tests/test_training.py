@@ -404,7 +404,7 @@ def test_a_second_phase_starts_from_the_first_phases_weights_and_records_its_rec
 def test_evaluation_through_the_runtime_with_memory_on_and_off(reduced_graphs):
     from streamsam.backend import OnnxRuntimeBackend
     from streamsam.video_predictor import VideoPredictor
-    from training.evaluate import evaluate_graphs, prompted_frame_only, run_video
+    from training.evaluate import evaluate_graphs, run_video
 
     settings = VideoSettings(height=96, width=128, num_frames=4, min_objects=2, max_objects=2, distractor_probability=0.0)
     backend = OnnxRuntimeBackend(reduced_graphs, threads=1)
@@ -414,12 +414,21 @@ def test_evaluation_through_the_runtime_with_memory_on_and_off(reduced_graphs):
             masks = run_video(backend, video, [0, 1], prompt, memory)
             assert masks.shape == (4, 2, 96, 128) and masks.dtype == bool
     # Memory off: frames read the prompted frame alone, not the frames before them.
-    predictor = prompted_frame_only(VideoPredictor)(backend, max_objects=1)
+    read = []
+
+    class RecordingBackend:  # the real backend; records what memory attention reads
+        manifest = backend.manifest
+
+        def run(self, graph, inputs, outputs):
+            if graph == "memory_attention":
+                read.append((inputs["memory_valid"].tolist(), inputs["memory_tpos"].tolist(), inputs["obj_ptr_valid"].tolist()))
+            backend.run(graph, inputs, outputs)
+
+    predictor = VideoPredictor(RecordingBackend(), max_objects=1, tracked_memories=False)
     predictor.init_state(list(video.frames))
     predictor.add_new_mask(0, obj_id=1, mask=video.masks[0, 0])
     list(predictor.propagate_in_video())
-    bank = predictor.pipeline.bank
-    assert bank.memory_valid[0].sum() == 1 and bank.memory_tpos[0, 0] == 0 and bank.obj_ptr_valid[0].sum() == 1
+    assert read == [([[True]], [[0]], [[True]])] * 3  # frames 1..3: one memory at position 0, one pointer
     summaries = evaluate_graphs(backend, videos=1, prompts=("mask",), settings=settings, progress=None, refine_clicks=(3,))
     assert [(s.label, s.memory) for s in summaries] == [("mask", "on"), ("mask", "off"), ("3 clicks", "on")]
     assert all(0 <= s.j <= 1 and 0 <= s.f <= 1 and 0 <= s.prompted_j <= 1 and 0 <= s.present_empty <= 1 for s in summaries)

@@ -57,25 +57,6 @@ def evaluation_video(index: int, settings: VideoSettings = EVAL_SETTINGS) -> tup
     raise RuntimeError(f"evaluation_video | received index {index}: no object visible on frame 0 in 100 videos")
 
 
-def prompted_frame_only(predictor_class):
-    """A VideoPredictor subclass whose frames read only the prompted frames' memories and pointers."""
-    from streamsam.memory_bank import MAX_OBJ_PTRS
-
-    class PromptedFrameOnly(predictor_class):
-        def _select(self, row, track, frame, reverse, use_memory):
-            if not use_memory:
-                return super()._select(row, track, frame, reverse, use_memory)
-            direction = -1 if reverse else 1
-            selected, _ = self._closest_cond_frames(track, frame)
-            scale = max(min(self.num_frames, MAX_OBJ_PTRS) - 1, 1)
-            memories = [(track.cond[f].memory, 0) for f in selected]
-            pointers = [(track.cond[f].obj_ptr, (frame - f) * direction / scale) for f in selected if (f - frame) * direction <= 0]
-            self.pipeline.bank.load_row(row, memories, pointers)
-
-    PromptedFrameOnly.__name__ = f"PromptedFrameOnly{predictor_class.__name__}"
-    return PromptedFrameOnly
-
-
 def run_video(graphs, video: Video, objects: list[int], prompt: str, memory: str, threads: int | None = None,
               clicks: int = 1) -> np.ndarray:
     """Predicted masks [T, len(objects), H, W] for the objects prompted on frame 0. With a click
@@ -88,8 +69,7 @@ def run_video(graphs, video: Video, objects: list[int], prompt: str, memory: str
         raise ValueError(f"run_video | received prompt={prompt!r}, memory={memory!r}, clicks={clicks}; expected one of {PROMPTS}, "
                          f"one of {MEMORY_MODES} and clicks >= 1 (more than 1 with the click prompt only)")
     backend = graphs if hasattr(graphs, "run") else OnnxRuntimeBackend(graphs, threads=threads)
-    predictor_class = VideoPredictor if memory == "on" else prompted_frame_only(VideoPredictor)
-    predictor = predictor_class(backend, max_objects=max(len(objects), 1))
+    predictor = VideoPredictor(backend, max_objects=max(len(objects), 1), tracked_memories=memory == "on")
     predictor.init_state(list(video.frames))
     first = video.masks[0, objects]
     if prompt == "click":

@@ -36,6 +36,7 @@ from streamsam.export.graphs.image_encoder import ImageEncoderGraph
 from streamsam.export.graphs.memory_attention import MemoryAttentionGraph
 from streamsam.export.graphs.memory_encoder import MASK_BIAS, MASK_SCALE, MemoryEncoderGraph
 from streamsam.export.modeling.mask_decoder import finish_sam_heads, select_masks
+from streamsam.memory_bank import SelectionRule
 from streamsam.export.modeling.sam2_model import Sam2Model
 
 from .losses import LossTerms, LossWeights, actual_ious, sampled_segment_contrast, segment_contrast, step_losses
@@ -195,28 +196,13 @@ def select_memories(
     num_maskmem: int,
     max_obj_ptrs: int,
 ) -> tuple[list[tuple[torch.Tensor, int]], list[tuple[torch.Tensor, float]]]:
-    """The official memory selection for `frame` tracked in `direction` (+1 forward, -1 reverse),
-    as the runtime's VideoPredictor applies it: every prompted frame's memory at temporal position
-    0, the tracked frames 1..num_maskmem-1 steps back at their distance; pointers of prompted frames
-    not in the future and of tracked frames up to min(num_frames, max_obj_ptrs) - 1 steps back, at
-    their distance divided by that number."""
-    memories = [(cond[f].memory, 0) for f in sorted(cond)]
-    for distance in range(1, num_maskmem):
-        prev = frame - distance * direction
-        if prev in non_cond:
-            memories.append((non_cond[prev].memory, distance))
-    max_ptrs = min(num_frames, max_obj_ptrs)
-    scale = max(max_ptrs - 1, 1)
-    pointers = [
-        (cond[f].obj_ptr, (frame - f) * direction / scale) for f in sorted(cond) if (f - frame) * direction <= 0
-    ]
-    for distance in range(1, max_ptrs):
-        prev = frame - distance * direction
-        if not 0 <= prev < num_frames:
-            break
-        if prev in non_cond:
-            pointers.append((non_cond[prev].obj_ptr, distance / scale))
-    return memories, pointers
+    """The runtime's memory selection (streamsam.memory_bank.SelectionRule, every prompted frame)
+    for `frame` tracked in `direction` (+1 forward, -1 reverse), as (tensor, temporal position)."""
+    rule = SelectionRule(num_maskmem, max_obj_ptrs=max_obj_ptrs)
+    selection = rule.select(frame, sorted(cond), non_cond, reverse=direction < 0, num_frames=num_frames)
+    stored = lambda pick: (cond if pick.prompted else non_cond)[pick.frame]  # noqa: E731
+    return ([(stored(k).memory, k.tpos) for k in selection.memories],
+            [(stored(k).obj_ptr, k.tpos) for k in selection.pointers])  # fmt: skip
 
 
 class ClipRollout:
