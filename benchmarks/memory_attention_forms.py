@@ -1,4 +1,4 @@
-"""Which form of the memory_attention graph is fastest on ONNX Runtime CPU? (DESIGN.md, "The four graphs")
+"""Which form of the memory_attention graph is fastest on ONNX Runtime CPU? (docs/design.md, "One path")
 
     python -m benchmarks.memory_attention_forms [--image-sizes 512 1024] [--runs 7] [--runs-1024 7] [--options ...] [--out DIR]
 

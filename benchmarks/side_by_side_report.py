@@ -188,7 +188,7 @@ def write_report(data: dict, stem: Path) -> None:
         *memory_lines(data), "",
         "## Export and engine build", "",
         f"- export of the four graphs (onnx.checker and the ONNX Runtime check included): {data['ours']['export_s']:.1f} s",
-        "- TensorRT engine build: not run (TensorRT cannot be installed on this machine; DESIGN.md, Engines)", "",
+        "- TensorRT engine build: not run (TensorRT cannot be installed on this machine; docs/design.md, "Engines")", "",
     ]
     Path(f"{stem}.md").write_text("\n".join(lines))
     try:

@@ -6,18 +6,16 @@ work without it."""
 from .build import build_engines
 from .errors import EngineError, EngineMismatchError
 from .naming import EngineName, parse_engine_name
-from .profiles import BufferPlan, GraphProfile, buffer_plan, graph_profiles
+from .profiles import GraphProfile, graph_profiles
 from .sidecar import Sidecar, check_sidecar, read_sidecar
 from .device import running_device
 
 __all__ = [
-    "BufferPlan",
     "EngineError",
     "EngineMismatchError",
     "EngineName",
     "GraphProfile",
     "Sidecar",
-    "buffer_plan",
     "build_engines",
     "check_sidecar",
     "graph_profiles",

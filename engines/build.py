@@ -8,7 +8,7 @@ sidecar, built with Polygraphy's loaders (polygraphy/backend/trt/loader.py and c
     SaveEngine(EngineFromNetwork(network, config,               build, save the timing cache back,
                save_timing_cache=...), path)                    write the plan
 
-FP16 on both TensorRT lines (DESIGN.md, Engines):
+FP16 on both TensorRT lines (docs/design.md, "Engines"):
 - graphs converted to FP16 (precision.json beside the manifest, written by streamsam.engines.fp16)
   build as a strongly typed network: 1 << NetworkDefinitionCreationFlag.STRONGLY_TYPED, "every tensor
   in the network has a data type defined in the network" (TensorRT Python API, Builder). TensorRT

@@ -1,4 +1,4 @@
-"""TensorRT optimization profiles and the device buffer plan, both derived from `streamsam.contracts`.
+"""TensorRT optimization profiles, derived from `streamsam.contracts`.
 
 The contracts give every graph input a shape of fixed sizes and at most two symbolic axes; a profile
 gives each symbolic axis a (min, opt, max) and keeps every fixed size as it is:
@@ -16,16 +16,13 @@ gives each symbolic axis a (min, opt, max) and keeps every fixed size as it is:
 
 - `memory_slots`, `pointer_slots` (memory attention): capacity / capacity / capacity. The contract
   lets a graph take any count up to the memory bank's capacity (ONNX Runtime on the CPU gets only the
-  filled slots), but an engine keeps them static: DESIGN.md's known-good recipe. The device path
-  passes its preallocated rings whole, with validity flags, so TensorRT sees one shape per object count.
+  filled slots), but an engine keeps them static: docs/design.md's known-good recipe. The pipeline passes TensorRT
+  whole rings (its "capacity" slot policy), with validity flags, so TensorRT sees one shape per object count.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import prod
-
-import numpy as np
 
 from streamsam.contracts import OBJECTS, POINTS, GraphContract, ModelDims, TensorSpec, graph_contracts
 
@@ -102,61 +99,3 @@ def graph_profiles(
     axes = axis_ranges(max_objects, max_points, opt_objects)
     axes.update({axis: (n, n, n) for axis, n in dims.slot_capacity.items()})
     return {name: graph_profile(contract, axes) for name, contract in graph_contracts(dims).items()}
-
-
-@dataclass(frozen=True)
-class PlannedBuffer:
-    graph: str
-    name: str
-    io: str  # "input" or "output"
-    dtype: str  # numpy dtype name, as the contract says
-    shape: Shape  # at max_objects and max_points
-    nbytes: int
-
-
-@dataclass(frozen=True)
-class BufferPlan:
-    """Every graph's inputs and outputs at their largest shapes: what the device runtime allocates
-    once when a session opens. A tensor name is one buffer wherever it appears (the image encoder's
-    `image_embed` output is memory attention's and the memory encoder's input in place), so the
-    device path binds each address once (IExecutionContext.set_tensor_address) and, per call, sets
-    only the shapes of the rows it runs (set_input_shape) before execute_async_v3 on its stream."""
-
-    max_objects: int
-    max_points: int
-    buffers: tuple[PlannedBuffer, ...]
-
-    def for_graph(self, graph: str) -> list[PlannedBuffer]:
-        return [b for b in self.buffers if b.graph == graph]
-
-    @property
-    def allocations(self) -> dict[str, PlannedBuffer]:
-        """One entry per tensor name: the device allocations."""
-        unique: dict[str, PlannedBuffer] = {}
-        for buffer in self.buffers:
-            unique.setdefault(buffer.name, buffer)
-        return unique
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(b.nbytes for b in self.allocations.values())
-
-
-def buffer_plan(dims: ModelDims, max_objects: int = DEFAULT_MAX_OBJECTS, max_points: int = DEFAULT_MAX_POINTS) -> BufferPlan:
-    """The max-shape byte size of every graph's inputs and outputs (contract shape x dtype size)."""
-    axes = {a: r[2] for a, r in axis_ranges(max_objects, max_points).items()} | dims.slot_capacity
-    buffers: list[PlannedBuffer] = []
-    seen: dict[str, PlannedBuffer] = {}
-    for contract in graph_contracts(dims).values():
-        for io, specs in (("input", contract.inputs), ("output", contract.outputs)):
-            for spec in specs:
-                shape = spec.concrete_shape(**axes)
-                buffer = PlannedBuffer(contract.name, spec.name, io, spec.dtype, shape, prod(shape) * np.dtype(spec.dtype).itemsize)
-                first = seen.setdefault(spec.name, buffer)
-                if (first.dtype, first.shape) != (buffer.dtype, buffer.shape):
-                    raise EngineError(
-                        f"{contract.name}.{spec.name} | received {buffer.dtype} {buffer.shape}; expected {first.dtype} "
-                        f"{first.shape} as in {first.graph}: one name must be one buffer (streamsam.contracts)"
-                    )
-                buffers.append(buffer)
-    return BufferPlan(max_objects, max_points, tuple(buffers))

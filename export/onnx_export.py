@@ -141,7 +141,7 @@ def export_graph(wrapper: nn.Module, contract: GraphContract, inputs: dict[str, 
     args = tuple(torch.from_numpy(inputs[name]) for name in contract.input_names)
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of torch.export, but it is the one that
-        # gives static, TensorRT-friendly graphs for these models today (DESIGN.md, measured).
+        # gives static, TensorRT-friendly graphs for these models today (docs/design.md, "Engines").
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(

@@ -9,22 +9,6 @@ import sys
 from .errors import StreamSamError
 
 
-def _export(args: argparse.Namespace) -> None:
-    from streamsam.errors import require
-
-    require("torch", "export")
-    from streamsam.export.onnx_export import ExportOptions, export_checkpoint
-
-    export_checkpoint(
-        args.checkpoint,
-        args.out,
-        config=args.config,
-        image_size=args.image_size,
-        options=ExportOptions(opset=args.opset, max_prompted_frames=args.max_prompted_frames, check=not args.no_check),
-    )
-    print(f"wrote {args.out}/manifest.json and four graphs")
-
-
 def _contracts(args: argparse.Namespace) -> None:
     from .contracts import DEFAULT_DIMS, markdown_table
 
@@ -40,18 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamsam", description="SAM 2 / SAM 2.1 video segmentation at the edge.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    export = commands.add_parser(
-        "export",
-        help="official checkpoint -> image_encoder, memory_attention, mask_decoder, memory_encoder .onnx + manifest.json",
-    )
-    export.add_argument("--checkpoint", required=True, help="an official SAM 2 / SAM 2.1 .pt file")
-    export.add_argument("--config", help="e.g. sam2.1_hiera_tiny; recognised from the weights when omitted")
-    export.add_argument("--image-size", type=int, default=1024, help="model input size: 512, 768 or 1024 (default 1024)")
-    export.add_argument("--max-prompted-frames", type=int, default=2, help="prompted-frame memories per object (default 2)")
-    export.add_argument("--opset", type=int, default=17)
-    export.add_argument("--no-check", action="store_true", help="skip onnx.checker and the ONNX Runtime parity check")
-    export.add_argument("--out", required=True, help="output folder")
-    export.set_defaults(run=_export)
+    from streamsam.export.cli import add_export_command  # numpy only; torch loads when `export` runs
+
+    add_export_command(commands)
 
     from .demo import add_demo_command
     from .track_command import add_commands

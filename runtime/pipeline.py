@@ -58,7 +58,7 @@ class Pipeline:
                 f"profile. Open the session with max_objects <= {engine_objects}, or rebuild with streamsam build --max-objects {max_objects}"
             )
         self.backend, self.resize, self.max_objects = backend, resize, max_objects
-        self.arrays = arrays = getattr(backend, "arena", None) or NUMPY
+        self.arrays = getattr(backend, "arena", None) or NUMPY
         self.slot_policy = getattr(backend, "slot_policy", "filled")
         if self.slot_policy not in SLOT_POLICIES:
             raise InputError(f"slot_policy | received {self.slot_policy!r}; expected one of {SLOT_POLICIES}")

@@ -1,5 +1,5 @@
 """The graph contracts are the single source of truth for names and shapes: check them for the
-official tiny at 1024, where DESIGN.md fixes the sizes."""
+official tiny at 1024, the official sizes."""
 
 import dataclasses
 

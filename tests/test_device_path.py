@@ -302,3 +302,92 @@ def test_golden_video_on_tensorrt_fp16_engines_stays_close_to_the_cpu(tmp_path):
         checks += video_parity._compare(call, ours.frame_index, ours.object_ids, ours.low_res_logits, theirs.low_res_logits,
                                         ours.object_scores, list(theirs.object_scores), theirs.source_size)  # fmt: skip
     assert min(c.iou for c in checks) >= 0.97  # FP16 engines: the issue's bar for FP16 against FP32
+
+
+# -- the device path on a host arena (CI): everything but the CUDA calls and TensorRT
+
+
+def _host_arena_backend(graphs, slot_policy="filled"):
+    from streamsam.arena import HostArena
+    from streamsam.device_backends import OnnxRuntimeArenaBackend
+
+    return OnnxRuntimeArenaBackend(graphs, HostArena(), slot_policy=slot_policy)
+
+
+@pytest.mark.parametrize("name", ["reduced", "tiny"])
+def test_golden_videos_on_the_host_arena_give_the_cpu_pipelines_masks(name, tmp_path):
+    """The device pipeline (DeviceArrays, the bank on the arena, I/O binding by pointer) with the
+    CPU's slot policy is the CPU pipeline: same masks, logits within 1e-6. With TensorRT's policy
+    (whole rings, empty slots flagged) within 1e-5: only the attention's summation order differs."""
+    import video_parity  # tests/golden/video_parity.py
+
+    from streamsam.arena import DeviceArray
+
+    graphs = video_parity.export_golden_graphs(name, tmp_path / name)
+    cpu = list(_replay_results(name, graphs))
+    for policy, tolerance in (("filled", 1e-6), ("capacity", 1e-5)):
+        with _host_arena_backend(graphs, policy) as backend:
+            seen = []
+            run = backend.run
+            backend.run = lambda graph, inputs, outputs: (seen.append(type(outputs[next(iter(outputs))])), run(graph, inputs, outputs))
+            device = list(_replay_results(name, backend))
+        assert set(seen) == {DeviceArray}
+        assert [(c, r.frame_index, r.object_ids) for c, r in cpu] == [(c, r.frame_index, r.object_ids) for c, r in device]
+        for (_, theirs), (_, ours) in zip(cpu, device):
+            np.testing.assert_allclose(ours.low_res_logits, theirs.low_res_logits, atol=tolerance, rtol=0)
+            np.testing.assert_array_equal(ours.masks, theirs.masks)
+            np.testing.assert_array_equal(np.sign(ours.object_scores), np.sign(theirs.object_scores))
+
+
+def test_stream_tracker_on_the_host_arena_matches_the_cpu_and_holds_its_memory(reduced_graphs):
+    from streamsam.arena import DeviceArray
+    from streamsam.stream_tracker import StreamTracker
+
+    frames = list(moving_square_video(40))
+    cpu = StreamTracker(reduced_graphs, max_objects=3)
+    backend = _host_arena_backend(reduced_graphs)
+    device = StreamTracker(backend, max_objects=3)
+    assert isinstance(device.bank.memory, DeviceArray)
+    held = backend.arena.mem_get_info()
+    for tracker in (cpu, device):
+        tracker.track(frames[0])
+        tracker.add_points(1, [(40, 50)])
+        tracker.add_box(2, (100, 100, 200, 170))
+        tracker.add_mask(3, np.pad(np.ones((30, 30), bool), ((100, 50), (20, 190))))
+    for index, frame in enumerate(frames[1:], start=1):
+        if index == 20:
+            for tracker in (cpu, device):
+                tracker.add_points(2, [(150, 120), (120, 110)], [1, 0])  # a correction mid-stream
+                tracker.remove_object(1)
+        a, b = cpu.track(frame), device.track(frame)
+        np.testing.assert_allclose(b.low_res_logits, a.low_res_logits, atol=1e-6, rtol=0)
+        np.testing.assert_array_equal(b.masks, a.masks)
+    assert backend.arena.mem_get_info() == held  # nothing allocated after open
+    device.close()
+    assert backend.arena.mem_get_info()[0] > held[0]  # the tracker's buffers went back to the arena
+    backend.close()
+
+
+def test_device_arrays_copy_view_and_read_as_numpy():
+    from streamsam.arena import HostArena
+
+    with HostArena() as arena:
+        ring = arena.zeros((3, 4, 5), np.float32)
+        values = np.arange(20, dtype=np.float32).reshape(4, 5)
+        ring[1] = values  # upload
+        ring[2] = ring[1]  # device to device
+        ring[0, 1:3] = np.float32(7)  # broadcast
+        host = np.asarray(ring)
+        np.testing.assert_array_equal(host[1], values)
+        np.testing.assert_array_equal(host[2], values)
+        assert (host[0, 1:3] == 7).all() and (host[0, 0] == 0).all() and (host[0, 3] == 0).all()
+        assert float(ring[1, 2, 3]) == 13.0 and np.asarray(ring[1], np.float64).dtype == np.float64
+        np.testing.assert_array_equal(np.asarray(ring.view((2, 5))), host.reshape(-1, 5)[:2])
+        arena.store_bfloat16(ring[2], np.full((4, 5), 1.0 + 2**-9, np.float32))
+        assert (np.asarray(ring[2]) == 1.0).all()  # rounded to bfloat16, ties to even
+        with pytest.raises(StreamSamError, match="expected the same dtype and shape"):
+            ring[0].copy_from(ring[1, 0])
+        with pytest.raises(TypeError, match="expected one"):
+            float(ring[0])
+    with pytest.raises(StreamSamError, match="after close"):
+        arena.zeros((1,), np.float32)

@@ -12,10 +12,8 @@ import shlex
 import shutil
 import subprocess
 import sys
-from math import prod
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from streamsam.contracts import DEFAULT_DIMS, GRAPH_NAMES, MASK_DECODER, MEMORY_ATTENTION, OBJECTS, POINTS, graph_contracts
@@ -27,7 +25,7 @@ from streamsam.engines.errors import EngineError, EngineMismatchError
 from streamsam.engines.fp16 import Precision
 from streamsam.engines.graphs_folder import file_sha256, read_graphs_folder, verify_graph_file
 from streamsam.engines.naming import EngineName, parse_engine_name, timing_cache_name
-from streamsam.engines.profiles import GraphProfile, buffer_plan, graph_profiles
+from streamsam.engines.profiles import GraphProfile, graph_profiles
 from streamsam.engines.progress import PhaseLog
 from streamsam.engines.sidecar import Sidecar, check_sidecar, read_sidecar, sidecar_path, write_sidecar
 
@@ -38,7 +36,7 @@ HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 
 @pytest.fixture(params=["official", "reduced"])
 def dims(request):
-    """SAM 2.1 at 1024 (DESIGN.md's sizes) and the reduced config's exported folder."""
+    """SAM 2.1 at 1024 (the official sizes) and the reduced config's exported folder."""
     if request.param == "official":
         return DEFAULT_DIMS
     return read_manifest(request.getfixturevalue("reduced_graphs")).dims
@@ -68,7 +66,7 @@ def test_profiles_follow_the_contracts(dims):
                     assert a == b == c == dims.slot_capacity[axis], spec.name
                 else:
                     assert a == b == c == axis, spec.name
-    # Static shapes where DESIGN.md asks for them: the image encoder entirely, memory attention's slots.
+    # Static shapes where TensorRT needs them (docs/design.md, "Engines"): the image encoder entirely, memory attention's slots.
     assert all(lo == hi for lo, _, hi in profiles["image_encoder"].shapes.values())
     attention = profiles[MEMORY_ATTENTION].shapes
     assert attention["memory"][0][1:] == attention["memory"][2][1:] == (dims.memory_slots, dims.mem_dim, dims.feat_size, dims.feat_size)
@@ -99,34 +97,6 @@ def test_profile_json_round_trip_and_polygraphy_profile():
     assert list(polygraphy_profile) == list(profile.shapes)
     for name, (lo, opt, hi) in profile.shapes.items():
         assert tuple(polygraphy_profile[name]) == (lo, opt, hi)
-
-
-def test_buffer_plan_is_contract_shapes_times_dtype_sizes(dims):
-    plan = buffer_plan(dims, max_objects=3, max_points=16)
-    contracts = graph_contracts(dims)
-    listed = {(b.graph, b.name, b.io) for b in plan.buffers}
-    expected = {(c.name, s.name, io) for c in contracts.values() for io, specs in (("input", c.inputs), ("output", c.outputs)) for s in specs}
-    assert listed == expected
-    for buffer in plan.buffers:
-        spec = contracts[buffer.graph].tensor(buffer.name)
-        shape = spec.concrete_shape(objects=3, points=16, **dims.slot_capacity)
-        assert buffer.shape == shape and buffer.dtype == spec.dtype
-        assert buffer.nbytes == prod(shape) * np.dtype(spec.dtype).itemsize
-        assert buffer.nbytes == np.zeros(shape, spec.dtype).nbytes
-    # One allocation per tensor name: a graph's output is the next graph's input in place.
-    assert set(plan.allocations) == {b.name for b in plan.buffers}
-    assert plan.total_bytes == sum(b.nbytes for b in plan.allocations.values())
-    assert plan.total_bytes < sum(b.nbytes for b in plan.buffers)
-
-
-def test_buffer_plan_of_the_official_model():
-    plan = buffer_plan(DEFAULT_DIMS, max_objects=4, max_points=16)
-    sizes = {b.name: b.nbytes for b in plan.allocations.values()}
-    assert sizes["memory"] == 4 * 8 * 64 * 64 * 64 * 4  # 8 slots of 64 x 64 x 64 float32 per object
-    assert sizes["high_res_masks"] == 4 * 1024 * 1024 * 4
-    assert sizes["point_coords"] == 4 * 16 * 2 * 4
-    assert sizes["memory_valid"] == 4 * 8  # bool
-    assert [b.graph for b in plan.for_graph("image_encoder")] == ["image_encoder"] * 4
 
 
 # --- engine names --------------------------------------------------------------------------------
