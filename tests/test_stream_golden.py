@@ -128,7 +128,7 @@ def summary(checks: list[video_parity.FrameCheck]) -> str:
 @pytest.mark.parametrize("name", ["reduced", "tiny"])
 def test_stream_tracker_gives_the_official_stream(name, tmp_path):
     backend = SelectionRecordingBackend(video_parity.export_golden_graphs(name, tmp_path / name))
-    checks, meta = replay_stream(name, backend)
+    checks, _ = replay_stream(name, backend)
     print(f"{name}: {summary(checks)}")
     # every tracked frame attends, per object, to the memories and pointers the official one does
     ours, official = selections(backend), official_selections(np.load(GOLDEN / "stream" / f"{name}.npz"))
