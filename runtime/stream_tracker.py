@@ -14,10 +14,12 @@ import numpy as np
 
 from .backend import Backend, OnnxRuntimeBackend
 from .contracts import NO_OBJECT_LOGIT
+from .checks import (check_box, check_flag, check_frame, check_has_frame, check_known_object, check_mask,
+                     check_object_slot, check_options, check_points)
 from .errors import StreamSamError
-from .image_ops import PREV_MASK_CLAMP, antialias_resize, check_frame, fill_holes
+from .image_ops import PREV_MASK_CLAMP, antialias_resize, fill_holes
 from .pipeline import open_pipeline
-from .prompts import box_prompt, check_box, check_points, to_model_coords
+from .prompts import box_prompt, to_model_coords
 from .results import FrameResult
 
 MASK_PROMPT_SCALE, MASK_PROMPT_BIAS = 20.0, -10.0  # a mask prompt as logits (official _use_mask_as_output)
@@ -52,6 +54,7 @@ class StreamTracker:
         """`graphs`: a folder written by `streamsam export`, or a Backend. `resize`: how frames are
         brought to the model size (image_ops.RESIZE_MODES; the default is the official video
         predictor's, "fast" trades bit-parity for speed)."""
+        max_objects, fill_hole_area = check_options(max_objects, fill_hole_area, resize)
         backend = graphs if hasattr(graphs, "run") else OnnxRuntimeBackend(graphs)
         self.pipeline = open_pipeline(backend, max_objects, resize)
         self.dims = self.pipeline.dims
@@ -79,12 +82,7 @@ class StreamTracker:
 
     def track(self, frame: np.ndarray) -> FrameResult:
         """Segment every object on a new frame; returns the objects' masks on it."""
-        frame = check_frame(frame)
-        if self._frame_size is not None and frame.shape[:2] != self._frame_size:
-            raise StreamSamError(
-                f"frame | received size {frame.shape[1]}x{frame.shape[0]}; expected {self._frame_size[1]}x{self._frame_size[0]} "
-                "like the stream's earlier frames. Call reset() to start a new stream."
-            )
+        frame = check_frame(frame, self._frame_size)
         p = self.pipeline
         p.encode_image(frame)
         t = self.frame_index + 1
@@ -108,25 +106,26 @@ class StreamTracker:
     def add_points(self, obj_id: int, points, labels=None, clear_old_points: bool = True) -> FrameResult:
         """Clicks on the current frame (x, y source pixels; labels 1 positive, 0 negative).
         With clear_old_points=False they add to this frame's earlier clicks for the object."""
-        pts, lbl = check_points(points, labels, self._require_frame())
-        if len(pts) == 0:
-            raise StreamSamError(f"add_points object {obj_id} | received no points; expected at least one (x, y)")
+        size = check_has_frame(self._frame_size)
+        obj_id = check_object_slot(obj_id, self.object_ids, self.max_objects)
+        pts, lbl = check_points(points, labels, size, required=True)
+        clear_old_points = check_flag(clear_old_points, "clear_old_points")
         return self._prompt_points(obj_id, pts, lbl, clear_old_points)
 
     def add_box(self, obj_id: int, box, points=None, labels=None) -> FrameResult:
         """A box (x0, y0, x1, y1) on the current frame, optionally with clicks; replaces the frame's
         earlier clicks for the object (the box comes first, as in the official predictor)."""
-        size = self._require_frame()
+        size = check_has_frame(self._frame_size)
+        obj_id = check_object_slot(obj_id, self.object_ids, self.max_objects)
         corners, corner_labels = box_prompt(check_box(box, size))
         pts, lbl = check_points(points, labels, size)
         return self._prompt_points(obj_id, np.concatenate([corners, pts]), np.concatenate([corner_labels, lbl]), True)
 
     def add_mask(self, obj_id: int, mask: np.ndarray) -> FrameResult:
-        """A mask (H x W, bool or 0/1) of the object on the current frame."""
-        h, w = self._require_frame()
-        mask = np.asarray(mask)
-        if mask.shape != (h, w):
-            raise StreamSamError(f"add_mask object {obj_id} | received shape {mask.shape}; expected ({h}, {w}), the frame size")
+        """A mask (H x W) of the object on the current frame: bool, or numbers with nonzero inside."""
+        size = check_has_frame(self._frame_size)
+        obj_id = check_object_slot(obj_id, self.object_ids, self.max_objects)
+        mask = check_mask(mask, size, f"add_mask object {obj_id}")
         row = self._row_for(obj_id)
         p, s, lr = self.pipeline, self.dims.image_size, self.dims.low_res_size
         # As the official add_new_mask: antialiased resize to the model size, then >= 0.5.
@@ -148,6 +147,7 @@ class StreamTracker:
 
     def remove_object(self, obj_id: int) -> None:
         """Stop tracking an object; its row goes to the last object, the others keep their memory."""
+        obj_id = check_known_object(obj_id, self.object_ids)
         row = self._known_row(obj_id)
         last = self.num_objects - 1
         bank = self.pipeline.bank

@@ -22,11 +22,13 @@ import numpy as np
 
 from .backend import Backend, OnnxRuntimeBackend
 from .contracts import NO_OBJECT_LOGIT
+from .checks import (check_box, check_box_with_clicks, check_flag, check_frame_count, check_frame_index, check_known_object,
+                     check_mask, check_object_slot, check_options, check_points, check_video)
 from .errors import StreamSamError
 from .image_ops import PREV_MASK_CLAMP, antialias_resize, fill_holes
 from .memory_bank import MAX_OBJ_PTRS, from_bfloat16_bits, to_bfloat16_bits
 from .pipeline import open_pipeline
-from .prompts import box_prompt, check_box, check_points, to_model_coords
+from .prompts import box_prompt, to_model_coords
 from .results import FrameResult
 from .stream_tracker import DEFAULT_FILL_HOLE_AREA, MASK_PROMPT_BIAS, MASK_PROMPT_SCALE
 from .video_frames import VideoFrames
@@ -82,6 +84,7 @@ class VideoPredictor:
         fill_hole_area: int = DEFAULT_FILL_HOLE_AREA,
         resize: str = "pil_bicubic",
     ) -> None:
+        max_objects, fill_hole_area = check_options(max_objects, fill_hole_area, resize)
         backend = graphs if hasattr(graphs, "run") else OnnxRuntimeBackend(graphs)
         self.pipeline = open_pipeline(backend, max_objects, resize)
         self.dims = self.pipeline.dims
@@ -115,15 +118,13 @@ class VideoPredictor:
         self, frame_idx: int, obj_id: int, points=None, labels=None, clear_old_points: bool = True, box=None
     ) -> FrameResult:
         """Clicks (labels 1 / 0) and / or a box on a frame, in source pixels."""
-        frames = self._require_video()
-        self._check_frame_index(frame_idx)
+        frames = check_video(self.frames)
+        frame_idx = check_frame_index(frame_idx, len(frames))
+        obj_id = check_object_slot(obj_id, self.obj_ids, self.max_objects)
+        check_box_with_clicks(box, check_flag(clear_old_points, "clear_old_points"))
         size = (frames.height, frames.width)
-        if points is None and box is None:
-            raise StreamSamError(f"add_new_points_or_box object {obj_id} | received no points and no box; expected at least one")
-        pts, lbl = check_points(points, labels, size)
+        pts, lbl = check_points(points, labels, size, required=box is None)
         if box is not None:
-            if not clear_old_points:
-                raise StreamSamError("add_new_points_or_box | received a box with clear_old_points=False; expected clear_old_points=True (a box comes before any click)")
             corners, corner_labels = box_prompt(check_box(box, size))
             pts, lbl = np.concatenate([corners, pts]), np.concatenate([corner_labels, lbl])
         track = self._track_for(obj_id)
@@ -152,12 +153,11 @@ class VideoPredictor:
         return self._consolidated(frame_idx, is_cond=is_init)
 
     def add_new_mask(self, frame_idx: int, obj_id: int, mask: np.ndarray) -> FrameResult:
-        """A mask (H x W bool) of the object on a frame: it becomes the frame's output as it is."""
-        frames = self._require_video()
-        self._check_frame_index(frame_idx)
-        mask = np.asarray(mask)
-        if mask.ndim != 2:
-            raise StreamSamError(f"add_new_mask object {obj_id} | received shape {mask.shape}; expected a 2-D (H, W) mask")
+        """A mask (H x W: bool, or numbers with nonzero inside) of the object on a frame: it becomes
+        the frame's output as it is."""
+        frame_idx = check_frame_index(frame_idx, len(check_video(self.frames)))
+        obj_id = check_object_slot(obj_id, self.obj_ids, self.max_objects)
+        mask = check_mask(mask, None, f"add_new_mask object {obj_id}")
         s, lr = self.dims.image_size, self.dims.low_res_size
         mask_s = mask.astype(np.float32)
         if mask.shape != (s, s):
@@ -189,6 +189,11 @@ class VideoPredictor:
     ) -> Iterator[FrameResult]:
         """Track every object through the video from `start_frame_idx` (default: the first prompted
         frame), forward or in reverse; yields one result per frame."""
+        check_video(self.frames)
+        if start_frame_idx is not None:
+            start_frame_idx = check_frame_index(start_frame_idx, len(self.frames), "start_frame_idx")
+        max_frame_num_to_track = check_frame_count(max_frame_num_to_track, "max_frame_num_to_track")
+        reverse = check_flag(reverse, "reverse")
         self._preflight()
         num_frames = self.num_frames
         if start_frame_idx is None:
@@ -206,6 +211,8 @@ class VideoPredictor:
 
     def clear_all_prompts_in_frame(self, frame_idx: int, obj_id: int) -> FrameResult:
         """Remove an object's prompts on a frame; a prompted frame becomes an ordinary tracked one."""
+        frame_idx = check_frame_index(frame_idx, len(check_video(self.frames)))
+        obj_id = check_known_object(obj_id, self.obj_ids)
         track = self._known(obj_id)
         track.points.pop(frame_idx, None)
         track.masks.pop(frame_idx, None)
@@ -219,6 +226,7 @@ class VideoPredictor:
         return self._consolidated(frame_idx, is_cond=is_cond)
 
     def remove_object(self, obj_id: int) -> None:
+        obj_id = check_known_object(obj_id, self.obj_ids)
         self._known(obj_id)
         del self.objects[obj_id]
 
