@@ -25,7 +25,7 @@ from typing import Iterator
 import numpy as np
 
 from .errors import StreamSamError, require
-from .video_frames import IMAGE_SUFFIXES
+from .video_frames import IMAGE_SUFFIXES, read_image
 
 # nvarguscamerasrc -> BGR appsink: the usual Jetson CSI pipeline for OpenCV.
 CSI_PIPELINE = (
@@ -196,11 +196,10 @@ class FrameSource:
                 self.frames_read += 1
                 yield self.frames_read - 1, frame.to_ndarray(format="rgb24")
         elif kind == "folder":
-            image = require("PIL.Image", "video")
             for index, path in enumerate(self._files):
-                with image.open(path) as img:
-                    self.frames_read += 1
-                    yield index, np.asarray(img.convert("RGB"))
+                frame = read_image(path)  # a file that cannot be read is named
+                self.frames_read += 1
+                yield index, frame
         else:
             while True:
                 with self._condition:
