@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import StreamSamError
+from .errors import InputError
 from .progress import Progress
 from .sources import FrameSource, SourceDisconnected
 
@@ -20,7 +20,7 @@ def parse_xy(text: str, count: int, what: str) -> tuple[float, ...]:
         values = ()
     if len(values) != count:
         example = "X,Y" if count == 2 else "X0,Y0,X1,Y1"
-        raise StreamSamError(f"{what} | received {text!r}; expected {example} in source pixels")
+        raise InputError(f"{what} | received {text!r}; expected {example} in source pixels")
     return values
 
 
@@ -60,7 +60,7 @@ def resolve_graphs(args: argparse.Namespace) -> Path:
     if (DEMO_MODEL / "manifest.json").is_file():
         print(f"model: the bundled demo model ({DEMO_MODEL}); --checkpoint, --onnx-dir or --engine-dir picks another")
         return DEMO_MODEL
-    raise StreamSamError(
+    raise InputError(
         "model | received no --checkpoint, --onnx-dir or --engine-dir, and this install has no bundled demo model; "
         "expected one of them (an official checkpoint: --checkpoint sam2.1_hiera_tiny.pt)"
     )
@@ -85,7 +85,7 @@ def run_track(args: argparse.Namespace) -> int:
     points = [parse_xy(p, 2, "--point") for p in args.point or []]
     boxes = [parse_xy(b, 4, "--box") for b in args.box or []]
     if not points and not boxes:
-        raise StreamSamError("prompt | received no --point and no --box; expected at least one object to track")
+        raise InputError("prompt | received no --point and no --box; expected at least one object to track")
     outputs = [writer_for(path) for path in args.out or []]  # paths checked before the model loads
     backend = open_backend(args)
     source = FrameSource(args.source, live=True if args.live else None)
@@ -138,7 +138,7 @@ def run_segment(args: argparse.Namespace) -> int:
 
     path = Path(args.image)
     if not path.is_file():
-        raise StreamSamError(f"image | received {str(path)!r}, which is not a file; expected an image (jpg, png, ...)")
+        raise InputError(f"image | received {str(path)!r}, which is not a file; expected an image (jpg, png, ...)")
     out = check_image_output(args.out, "--out")
     overlay = check_image_output(args.overlay, "--overlay") if args.overlay else None
     image = read_image(path)
