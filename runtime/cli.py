@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     except StreamSamError as exc:
         print(f"streamsam {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # the file system said no (disk full, permissions): its message, no traceback
+        print(f"streamsam {args.command}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -84,10 +84,12 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def add_demo_command(commands) -> None:
+    from .track_command import positive_int
+
     demo = commands.add_parser("demo", help="track the objects of a bundled clip with the bundled demo model (CPU, no download)")
     demo.add_argument("--out", default="streamsam_demo.mp4", help="the overlay video to write (default streamsam_demo.mp4)")
-    demo.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
-    demo.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
+    demo.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many frames (>= 1)")
+    demo.add_argument("--threads", type=positive_int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
     demo.add_argument("--model", type=Path, default=None,
                       help="a demo model folder written by `python -m training.package_demo --out DIR` (default: the bundled one)")
     demo.set_defaults(run=run_demo)

@@ -30,21 +30,6 @@ RESIZE_MODES = (
 )
 
 
-def check_frame(frame: object) -> np.ndarray:
-    """A frame must be an H x W x 3 uint8 RGB array (what OpenCV / PyAV decoders give, in RGB)."""
-    if not isinstance(frame, np.ndarray):
-        raise StreamSamError(f"frame | received {type(frame).__name__}; expected a numpy array H x W x 3 uint8 RGB")
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 1 or frame.shape[1] < 1:
-        raise StreamSamError(f"frame | received shape {frame.shape}; expected (H, W, 3) RGB")
-    if frame.dtype != np.uint8:
-        hint = " (NaN values included)" if np.issubdtype(frame.dtype, np.floating) and np.isnan(frame).any() else ""
-        raise StreamSamError(
-            f"frame | received dtype {frame.dtype}{hint}; expected uint8 0..255. "
-            "Convert with np.clip(x * 255, 0, 255).astype(np.uint8) for 0..1 floats."
-        )
-    return frame
-
-
 def preprocess_frame(frame: np.ndarray, out: np.ndarray, resize: str = "pil_bicubic") -> None:
     """Resize an H x W x 3 uint8 RGB frame to the model size and normalise it (ImageNet mean / std
     on 0..1 values, float32) into `out` [1, 3, S, S]."""
@@ -92,6 +77,8 @@ def resize_logits(logits: np.ndarray, height: int, width: int) -> np.ndarray:
     cv2 = require("cv2", "video")
     if logits.shape[-2:] == (height, width):
         return logits.copy()
+    if len(logits) == 0:  # a frame with no objects: empty masks, not an error
+        return np.zeros((0, height, width), np.float32)
     return np.stack([cv2.resize(m, (width, height), interpolation=cv2.INTER_LINEAR) for m in logits])
 
 

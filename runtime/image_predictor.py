@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from .backend import Backend, as_backend
-from .errors import StreamSamError
-from .image_ops import PREV_MASK_CLAMP, check_frame, resize_logits
+from .checks import check_box, check_flag, check_frame, check_mask_input, check_points, check_resize
+from .errors import InputError
+from .image_ops import PREV_MASK_CLAMP, resize_logits
 from .memory_bank import NO_MEMORY
 from .pipeline import Pipeline
-from .prompts import box_prompt, check_box, check_points, to_model_coords
+from .prompts import box_prompt, to_model_coords
 
 MASK_THRESHOLD = 0.0
 
@@ -25,6 +26,7 @@ class ImagePredictor:
     """
 
     def __init__(self, graphs: str | Path | Backend, resize: str = "antialias_bilinear") -> None:
+        check_resize(resize)
         backend, self._owns_backend = as_backend(graphs)
         self.pipeline = Pipeline(backend, max_objects=1, resize=resize)
         self.dims = self.pipeline.dims
@@ -66,19 +68,18 @@ class ImagePredictor:
         ious [C], low-res logits [C, h, w] to feed back as `mask_input`). C is 3 with
         multimask_output, else 1. Points are (x, y) pixels of the image; the box (x0, y0, x1, y1)."""
         if self._image_size is None:
-            raise StreamSamError("predict | received no image; expected set_image(image) first")
+            raise InputError("predict | received no image; expected set_image(image) first")
         size, s, lr = self._image_size, self.dims.image_size, self.dims.low_res_size
         pts, lbl = check_points(point_coords, point_labels, size)
         if box is not None:
             corners, corner_labels = box_prompt(check_box(box, size))
             pts, lbl = np.concatenate([corners, pts]), np.concatenate([corner_labels, lbl])
         if mask_input is not None:
-            mask_input = np.asarray(mask_input, np.float32)
-            if mask_input.shape not in ((1, lr, lr), (lr, lr)):
-                raise StreamSamError(f"mask_input | received shape {mask_input.shape}; expected (1, {lr}, {lr}) low-res logits from a previous predict()")
-            mask_input = mask_input.reshape(1, 1, lr, lr)
+            mask_input = check_mask_input(mask_input, lr)
+        multimask_output = check_flag(multimask_output, "multimask_output")
+        return_logits = check_flag(return_logits, "return_logits")
         if len(pts) == 0 and mask_input is None:
-            raise StreamSamError("predict | received no prompt; expected point_coords, a box or a mask_input")
+            raise InputError("predict | received no prompt; expected point_coords, a box or a mask_input")
         coords, labels = (to_model_coords(pts, size, s)[None], lbl[None]) if len(pts) else (None, None)
         out = self.pipeline.decode(self.pipeline.features, slice(0, 1), self._features, coords, labels, mask_input, multimask_output)
         count = 3 if multimask_output else 1

@@ -24,8 +24,8 @@ from typing import Iterator
 
 import numpy as np
 
-from .errors import StreamSamError, require
-from .video_frames import IMAGE_SUFFIXES
+from .errors import InputError, StreamSamError, require
+from .video_frames import IMAGE_SUFFIXES, read_image
 
 # nvarguscamerasrc -> BGR appsink: the usual Jetson CSI pipeline for OpenCV.
 CSI_PIPELINE = (
@@ -67,7 +67,7 @@ def parse_source(uri: str) -> SourceSpec:
         return SourceSpec(text, "folder", False)
     if path.is_file():
         return SourceSpec(text, "file", False)
-    raise StreamSamError(
+    raise InputError(
         f"source | received {text!r}, which is not an existing file or folder; expected a video file, a folder "
         "of images, a camera index (0), /dev/videoN, csi://N, an rtsp:// URL or a GStreamer pipeline ending in appsink"
     )
@@ -90,7 +90,7 @@ class FrameSource:
         spec = parse_source(uri)
         if live is not None and live != spec.live:
             if spec.kind != "file" or not live:
-                raise StreamSamError(f"source {uri} | received live={live} for a {spec.kind} source; expected live=True only for a video file")
+                raise InputError(f"source {uri} | received live={live} for a {spec.kind} source; expected live=True only for a video file")
             spec = SourceSpec(spec.uri, "file-as-camera", True)
         self.spec = spec
         self.width, self.height, self.fps = width, height, fps
@@ -121,13 +121,13 @@ class FrameSource:
             try:
                 self._container = av.open(self.spec.uri)
             except av.error.FFmpegError as exc:
-                raise StreamSamError(f"source {self.spec.uri} | received a file FFmpeg cannot open ({exc}); expected a video file") from exc
+                raise InputError(f"source {self.spec.uri} | received a file FFmpeg cannot open ({exc}); expected a video file") from exc
             stream = self._container.streams.video[0]
             self.expected_frames = stream.frames or None
         elif kind == "folder":
             files = sorted(p for p in Path(self.spec.uri).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
-                raise StreamSamError(f"source {self.spec.uri} | received a folder with no {'/'.join(IMAGE_SUFFIXES)} files; expected images")
+                raise InputError(f"source {self.spec.uri} | received a folder with no {'/'.join(IMAGE_SUFFIXES)} files; expected images")
             self._files = files
             self.expected_frames = len(files)
         else:
@@ -149,7 +149,7 @@ class FrameSource:
             capture = cv2.VideoCapture(uri)
         if not capture.isOpened():
             hint = " (this OpenCV build has no GStreamer: use the system OpenCV on a Jetson)" if kind in ("csi", "gstreamer") else ""
-            raise StreamSamError(f"source {uri} | received a {kind} source that does not open{hint}; expected a connected, readable source")
+            raise InputError(f"source {uri} | received a {kind} source that does not open{hint}; expected a connected, readable source")
         return capture
 
     def _read_live(self) -> None:
@@ -196,11 +196,10 @@ class FrameSource:
                 self.frames_read += 1
                 yield self.frames_read - 1, frame.to_ndarray(format="rgb24")
         elif kind == "folder":
-            image = require("PIL.Image", "video")
             for index, path in enumerate(self._files):
-                with image.open(path) as img:
-                    self.frames_read += 1
-                    yield index, np.asarray(img.convert("RGB"))
+                frame = read_image(path)  # a file that cannot be read is named
+                self.frames_read += 1
+                yield index, frame
         else:
             while True:
                 with self._condition:

@@ -15,10 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from .backend import Backend, as_backend
-from .errors import DeviceLostError, StreamSamError
-from .image_ops import PREV_MASK_CLAMP, check_frame
+from .checks import (check_box, check_flag, check_frame, check_has_frame, check_known_object, check_mask,
+                     check_object_slot, check_options, check_points)
+from .errors import DeviceLostError, InputError, StreamSamError
+from .image_ops import PREV_MASK_CLAMP
 from .memory_bank import NO_MEMORY, MemoryBank
-from .prompts import box_prompt, check_box, check_points, to_model_coords
+from .prompts import box_prompt, to_model_coords
 from .results import FrameResult
 from .pipeline import Pipeline
 from .track_step import DEFAULT_FILL_HOLE_AREA, StepOutput, encode_prompted_memory, mask_step, prompt_step, track_step
@@ -52,6 +54,7 @@ class StreamTracker:
         """`graphs`: a folder written by `streamsam export`, or a Backend. `resize`: how frames are
         brought to the model size (image_ops.RESIZE_MODES; the default is the official video
         predictor's, "fast" trades bit-parity for speed)."""
+        max_objects, fill_hole_area = check_options(max_objects, fill_hole_area, resize)
         backend, self._owns_backend = as_backend(graphs)
         self.pipeline = Pipeline(backend, max_objects, resize)
         self.dims = self.pipeline.dims
@@ -66,7 +69,7 @@ class StreamTracker:
         self._objects: dict[int, _ObjectState] = {}
         self.frame_index = -1
         self._frame_size: tuple[int, int] | None = None
-        self._closed: str | None = None
+        self._closed: StreamSamError | None = None  # what a call after close raises
 
     def __enter__(self) -> StreamTracker:
         return self
@@ -78,7 +81,7 @@ class StreamTracker:
         """Free the tracker's buffers (device memory on a device backend) and the backend it opened
         itself; a backend passed in stays open for its owner."""
         if self._closed is None:
-            self._closed = "close() was called"
+            self._closed = InputError("StreamTracker | received a call after close(); expected an open tracker. Open a new StreamTracker")
             self.pipeline.close()
             if self._owns_backend:
                 self.pipeline.backend.close()
@@ -90,12 +93,7 @@ class StreamTracker:
     def track(self, frame: np.ndarray) -> FrameResult:
         """Segment every object on a new frame; returns the objects' masks on it."""
         self._require_open()
-        frame = check_frame(frame)
-        if self._frame_size is not None and frame.shape[:2] != self._frame_size:
-            raise StreamSamError(
-                f"frame | received size {frame.shape[1]}x{frame.shape[0]}; expected {self._frame_size[1]}x{self._frame_size[0]} "
-                "like the stream's earlier frames. Call reset() to start a new stream."
-            )
+        frame = check_frame(frame, self._frame_size)
         t, n = self.frame_index + 1, self.num_objects
         with self._device_guard():
             features = self.pipeline.encode_image(frame)
@@ -118,27 +116,28 @@ class StreamTracker:
         """Clicks on the current frame (x, y source pixels; labels 1 positive, 0 negative).
         With clear_old_points=False they add to this frame's earlier clicks for the object."""
         self._require_open()
-        pts, lbl = check_points(points, labels, self._require_frame())
-        if len(pts) == 0:
-            raise StreamSamError(f"add_points object {obj_id} | received no points; expected at least one (x, y)")
+        size = check_has_frame(self._frame_size)
+        obj_id = check_object_slot(obj_id, self.object_ids, self.max_objects)
+        pts, lbl = check_points(points, labels, size, required=True)
+        clear_old_points = check_flag(clear_old_points, "clear_old_points")
         return self._prompt_points(obj_id, pts, lbl, clear_old_points)
 
     def add_box(self, obj_id: int, box, points=None, labels=None) -> FrameResult:
         """A box (x0, y0, x1, y1) on the current frame, optionally with clicks; replaces the frame's
         earlier clicks for the object (the box comes first, as in the official predictor)."""
         self._require_open()
-        size = self._require_frame()
+        size = check_has_frame(self._frame_size)
+        obj_id = check_object_slot(obj_id, self.object_ids, self.max_objects)
         corners, corner_labels = box_prompt(check_box(box, size))
         pts, lbl = check_points(points, labels, size)
         return self._prompt_points(obj_id, np.concatenate([corners, pts]), np.concatenate([corner_labels, lbl]), True)
 
     def add_mask(self, obj_id: int, mask: np.ndarray) -> FrameResult:
-        """A mask (H x W, bool or 0/1) of the object on the current frame."""
+        """A mask (H x W) of the object on the current frame: bool, or numbers with nonzero inside."""
         self._require_open()
-        h, w = self._require_frame()
-        mask = np.asarray(mask)
-        if mask.shape != (h, w):
-            raise StreamSamError(f"add_mask object {obj_id} | received shape {mask.shape}; expected ({h}, {w}), the frame size")
+        size = check_has_frame(self._frame_size)
+        obj_id = check_object_slot(obj_id, self.object_ids, self.max_objects)
+        mask = check_mask(mask, size, f"add_mask object {obj_id}")
         row = self._row_for(obj_id)
         with self._device_guard():
             step = mask_step(self.pipeline, self.pipeline.features, row, mask, self.fill_hole_area)
@@ -151,7 +150,8 @@ class StreamTracker:
     def remove_object(self, obj_id: int) -> None:
         """Stop tracking an object; its row goes to the last object, the others keep their memory."""
         self._require_open()
-        row = self._known_row(obj_id)
+        obj_id = check_known_object(obj_id, self.object_ids)
+        row = self.object_ids.index(obj_id)
         last = self.num_objects - 1
         bank = self.bank
         if row != last:
@@ -174,25 +174,9 @@ class StreamTracker:
 
     # -- internals
 
-    def _require_frame(self) -> tuple[int, int]:
-        if self._frame_size is None:
-            raise StreamSamError("prompt | received a prompt before any frame; expected track(frame) first: prompts apply to the current frame")
-        return self._frame_size
-
-    def _known_row(self, obj_id: int) -> int:
-        if obj_id not in self._objects:
-            raise StreamSamError(f"object id | received {obj_id}; expected one of the tracked objects {self.object_ids}")
-        return self.object_ids.index(obj_id)
-
     def _row_for(self, obj_id: int) -> int:
-        if obj_id in self._objects:
-            return self.object_ids.index(obj_id)
-        if self.num_objects >= self.max_objects:
-            raise StreamSamError(
-                f"add object {obj_id} | received a {self.max_objects + 1}th object; expected at most max_objects="
-                f"{self.max_objects}. Remove an object or open the tracker with a larger max_objects."
-            )
-        return self.num_objects  # becomes the object's row once its prompt succeeds
+        """The object's row; a new object's is the next free one (it becomes its row once its prompt succeeds)."""
+        return self.object_ids.index(obj_id) if obj_id in self._objects else self.num_objects
 
     def _prompt_points(self, obj_id: int, pts: np.ndarray, lbl: np.ndarray, clear_old_points: bool) -> FrameResult:
         row = self._row_for(obj_id)
@@ -231,7 +215,7 @@ class StreamTracker:
 
     def _require_open(self) -> None:
         if self._closed is not None:
-            raise StreamSamError(f"StreamTracker | received a call after {self._closed}; expected an open tracker. Open a new StreamTracker")
+            raise self._closed
 
     @contextmanager
     def _device_guard(self):
@@ -239,7 +223,8 @@ class StreamTracker:
         try:
             yield
         except DeviceLostError as exc:
-            self._closed = f"the device was lost ({exc})"
+            self._closed = DeviceLostError(f"StreamTracker | received a call after the device was lost ({exc}); expected an open "
+                                           "tracker. Restart the process and open a new StreamTracker")
             raise
 
     def _result(self) -> FrameResult:

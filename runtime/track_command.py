@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import StreamSamError
+from .errors import InputError
 from .progress import Progress
 from .sources import FrameSource, SourceDisconnected
 
@@ -20,8 +20,19 @@ def parse_xy(text: str, count: int, what: str) -> tuple[float, ...]:
         values = ()
     if len(values) != count:
         example = "X,Y" if count == 2 else "X0,Y0,X1,Y1"
-        raise StreamSamError(f"{what} | received {text!r}; expected {example} in source pixels")
+        raise InputError(f"{what} | received {text!r}; expected {example} in source pixels")
     return values
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a count that must be at least 1 (0 would silently mean "no limit")."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"received {text!r}; expected a whole number >= 1")
+    return value
 
 
 def resolve_graphs(args: argparse.Namespace) -> Path:
@@ -49,7 +60,7 @@ def resolve_graphs(args: argparse.Namespace) -> Path:
     if (DEMO_MODEL / "manifest.json").is_file():
         print(f"model: the bundled demo model ({DEMO_MODEL}); --checkpoint, --onnx-dir or --engine-dir picks another")
         return DEMO_MODEL
-    raise StreamSamError(
+    raise InputError(
         "model | received no --checkpoint, --onnx-dir or --engine-dir, and this install has no bundled demo model; "
         "expected one of them (an official checkpoint: --checkpoint sam2.1_hiera_tiny.pt)"
     )
@@ -74,11 +85,11 @@ def run_track(args: argparse.Namespace) -> int:
     points = [parse_xy(p, 2, "--point") for p in args.point or []]
     boxes = [parse_xy(b, 4, "--box") for b in args.box or []]
     if not points and not boxes:
-        raise StreamSamError("prompt | received no --point and no --box; expected at least one object to track")
+        raise InputError("prompt | received no --point and no --box; expected at least one object to track")
+    outputs = [writer_for(path) for path in args.out or []]  # paths checked before the model loads
     backend = open_backend(args)
     source = FrameSource(args.source, live=True if args.live else None)
     tracker = StreamTracker(backend, max_objects=len(points) + len(boxes), resize=args.resize)
-    outputs = [writer_for(path) for path in args.out or []]
     print(f"{source.spec.describe()}; model {args.engine_dir or backend.onnx_dir}; {len(points) + len(boxes)} object(s); outputs: {', '.join(args.out or ['none'])}")
     status, code = "", 0
     with source:
@@ -119,28 +130,29 @@ def run_track(args: argparse.Namespace) -> int:
 
 
 def run_segment(args: argparse.Namespace) -> int:
-    from PIL import Image
-
     from . import ImagePredictor
     from .results import FrameResult
     from .overlay import draw_result
+    from .video_frames import read_image
+    from .writers import check_image_output, save_image
 
     path = Path(args.image)
     if not path.is_file():
-        raise StreamSamError(f"image | received {str(path)!r}, which is not a file; expected an image (jpg, png, ...)")
-    image = np.asarray(Image.open(path).convert("RGB"))
+        raise InputError(f"image | received {str(path)!r}, which is not a file; expected an image (jpg, png, ...)")
+    out = check_image_output(args.out, "--out")
+    overlay = check_image_output(args.overlay, "--overlay") if args.overlay else None
+    image = read_image(path)
     predictor = ImagePredictor(open_backend(args))
     predictor.set_image(image)
     point = parse_xy(args.point, 2, "--point") if args.point else None
     box = parse_xy(args.box, 4, "--box") if args.box else None
     masks, ious, low_res = predictor.predict(point_coords=[point] if point else None, point_labels=[1] if point else None, box=box, multimask_output=False)
-    out = Path(args.out)
-    Image.fromarray(masks[0].astype(np.uint8) * 255).save(out)
+    save_image(masks[0].astype(np.uint8) * 255, out)
     print(f"mask of {int(masks[0].sum())} pixels (predicted IoU {ious[0]:.3f}) written to {out}")
-    if args.overlay:
+    if overlay:
         result = FrameResult(0, (1,), low_res[:1], ious[:1], np.ones(1, np.float32), image.shape[:2])
-        Image.fromarray(draw_result(image.copy(), result)).save(args.overlay)
-        print(f"overlay written to {args.overlay}")
+        save_image(draw_result(image.copy(), result), overlay)
+        print(f"overlay written to {overlay}")
     return 0
 
 
@@ -150,7 +162,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--checkpoint", help="an official .pt checkpoint, exported once into ~/.cache/streamsam (needs the [export] extra)")
     model.add_argument("--image-size", type=int, default=1024, help="with --checkpoint: the model input size (default 1024)")
     model.add_argument("--engine-dir", help="TensorRT engines from `streamsam build` (NVIDIA GPU; --onnx-dir, if given, is checked against them)")
-    model.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
+    model.add_argument("--threads", type=positive_int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
 
 
 def add_commands(commands) -> None:
@@ -159,7 +171,7 @@ def add_commands(commands) -> None:
     track.add_argument("--point", action="append", metavar="X,Y", help="a click on the first frame; each --point is a new object")
     track.add_argument("--box", action="append", metavar="X0,Y0,X1,Y1", help="a box on the first frame; each --box is a new object")
     track.add_argument("--out", action="append", metavar="PATH", help="out.mp4 (overlay video), masks.jsonl (COCO RLE) or a folder (PNG masks); repeatable")
-    track.add_argument("--max-frames", type=int, default=None)
+    track.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many frames (>= 1)")
     track.add_argument("--live", action="store_true", help="replay a video file as a camera: real-time pace, stale frames dropped")
     track.add_argument("--resize", default="pil_bicubic", choices=["pil_bicubic", "antialias_bilinear", "fast"], help="frame resizing (default: as the official video predictor)")
     add_model_options(track)

@@ -22,11 +22,13 @@ import numpy as np
 
 from .backend import Backend, as_backend
 from .contracts import NO_OBJECT_LOGIT
-from .errors import StreamSamError
+from .checks import (check_box, check_box_with_clicks, check_flag, check_frame_count, check_frame_index, check_known_object,
+                     check_mask, check_object_slot, check_options, check_points, check_video)
+from .errors import InputError
 from .image_ops import PREV_MASK_CLAMP
 from .memory_bank import NO_MEMORY, MemorySources, SelectionRule, from_bfloat16_bits, to_bfloat16_bits
 from .pipeline import Features, Pipeline
-from .prompts import box_prompt, check_box, check_points, to_model_coords
+from .prompts import box_prompt, to_model_coords
 from .results import FrameResult
 from .track_step import DEFAULT_FILL_HOLE_AREA, StepOutput, encode_prompted_memory, mask_step, prompt_step, track_step
 from .video_frames import VideoFrames
@@ -85,6 +87,8 @@ class VideoPredictor:
     ) -> None:
         """`tracked_memories=False`: frames read only the prompted frames' memories and pointers
         (the memory-off ablation training/evaluate.py measures)."""
+        max_objects, fill_hole_area = check_options(max_objects, fill_hole_area, resize)
+        tracked_memories = check_flag(tracked_memories, "tracked_memories")
         backend, self._owns_backend = as_backend(graphs)
         self.pipeline = Pipeline(backend, max_objects, resize)
         self.dims = self.pipeline.dims
@@ -118,7 +122,7 @@ class VideoPredictor:
 
     @property
     def num_frames(self) -> int:
-        return len(self._require_video())
+        return len(check_video(self.frames))
 
     @property
     def obj_ids(self) -> list[int]:
@@ -132,18 +136,16 @@ class VideoPredictor:
         self, frame_idx: int, obj_id: int, points=None, labels=None, clear_old_points: bool = True, box=None
     ) -> FrameResult:
         """Clicks (labels 1 / 0) and / or a box on a frame, in source pixels."""
-        frames = self._require_video()
-        self._check_frame_index(frame_idx)
+        frames = check_video(self.frames)
+        frame_idx = check_frame_index(frame_idx, len(frames))
+        obj_id = check_object_slot(obj_id, self.obj_ids, self.max_objects)
+        check_box_with_clicks(box, check_flag(clear_old_points, "clear_old_points"))
         size = (frames.height, frames.width)
-        if points is None and box is None:
-            raise StreamSamError(f"add_new_points_or_box object {obj_id} | received no points and no box; expected at least one")
-        pts, lbl = check_points(points, labels, size)
+        pts, lbl = check_points(points, labels, size, required=box is None)
         if box is not None:
-            if not clear_old_points:
-                raise StreamSamError("add_new_points_or_box | received a box with clear_old_points=False; expected clear_old_points=True (a box comes before any click)")
             corners, corner_labels = box_prompt(check_box(box, size))
             pts, lbl = np.concatenate([corners, pts]), np.concatenate([corner_labels, lbl])
-        track = self._track_for(obj_id)
+        track = self.objects[obj_id] if obj_id in self.objects else ObjectTrack()
         coords = to_model_coords(pts, size, self.dims.image_size)
         if not clear_old_points and frame_idx in track.points:
             old_coords, old_labels = track.points[frame_idx]
@@ -166,12 +168,12 @@ class VideoPredictor:
         return self._consolidated(frame_idx, is_cond=is_init)
 
     def add_new_mask(self, frame_idx: int, obj_id: int, mask: np.ndarray) -> FrameResult:
-        """A mask (H x W bool) of the object on a frame: it becomes the frame's output as it is."""
-        self._check_frame_index(frame_idx)
-        mask = np.asarray(mask)
-        if mask.ndim != 2:
-            raise StreamSamError(f"add_new_mask object {obj_id} | received shape {mask.shape}; expected a 2-D (H, W) mask")
-        track = self._track_for(obj_id)
+        """A mask (H x W: bool, or numbers with nonzero inside) of the object on a frame: it becomes
+        the frame's output as it is."""
+        frame_idx = check_frame_index(frame_idx, len(check_video(self.frames)))
+        obj_id = check_object_slot(obj_id, self.obj_ids, self.max_objects)
+        mask = check_mask(mask, None, f"add_new_mask object {obj_id}")
+        track = self.objects[obj_id] if obj_id in self.objects else ObjectTrack()
         is_init = frame_idx not in track.tracked
         temp = track.temp_cond if is_init else track.temp_non_cond
         output = self._frame_output(mask_step(self.pipeline, self._encode(frame_idx), 0, mask, self.fill_hole_area))
@@ -186,11 +188,15 @@ class VideoPredictor:
     ) -> Iterator[FrameResult]:
         """Track every object through the video from `start_frame_idx` (default: the first prompted
         frame), forward or in reverse; yields one result per frame."""
+        check_video(self.frames)
+        if start_frame_idx is not None:
+            start_frame_idx = check_frame_index(start_frame_idx, len(self.frames), "start_frame_idx")
+        max_frame_num_to_track = check_frame_count(max_frame_num_to_track, "max_frame_num_to_track")
+        reverse = check_flag(reverse, "reverse")
         self._preflight()
         num_frames = self.num_frames
         if start_frame_idx is None:
             start_frame_idx = min(f for track in self.objects.values() for f in track.cond)
-        self._check_frame_index(start_frame_idx)
         span = num_frames if max_frame_num_to_track is None else max_frame_num_to_track
         if reverse:
             end = max(start_frame_idx - span, 0)
@@ -203,7 +209,9 @@ class VideoPredictor:
 
     def clear_all_prompts_in_frame(self, frame_idx: int, obj_id: int) -> FrameResult:
         """Remove an object's prompts on a frame; a prompted frame becomes an ordinary tracked one."""
-        track = self._known(obj_id)
+        frame_idx = check_frame_index(frame_idx, len(check_video(self.frames)))
+        obj_id = check_known_object(obj_id, self.obj_ids)
+        track = self.objects[obj_id]
         track.points.pop(frame_idx, None)
         track.masks.pop(frame_idx, None)
         track.temp_cond.pop(frame_idx, None)
@@ -216,35 +224,9 @@ class VideoPredictor:
         return self._consolidated(frame_idx, is_cond=is_cond)
 
     def remove_object(self, obj_id: int) -> None:
-        self._known(obj_id)
-        del self.objects[obj_id]
+        del self.objects[check_known_object(obj_id, self.obj_ids)]
 
     # -- internals
-
-    def _require_video(self) -> VideoFrames:
-        if self.frames is None:
-            raise StreamSamError("video | received no video; expected init_state(video) first")
-        return self.frames
-
-    def _check_frame_index(self, frame_idx: int) -> None:
-        n = len(self._require_video())
-        if not 0 <= frame_idx < n:
-            raise StreamSamError(f"frame index | received {frame_idx}; expected 0 <= frame_idx < {n}")
-
-    def _known(self, obj_id: int) -> ObjectTrack:
-        if obj_id not in self.objects:
-            raise StreamSamError(f"object id | received {obj_id}; expected one of {self.obj_ids}")
-        return self.objects[obj_id]
-
-    def _track_for(self, obj_id: int) -> ObjectTrack:
-        if obj_id in self.objects:
-            return self.objects[obj_id]
-        if len(self.objects) >= self.max_objects:
-            raise StreamSamError(
-                f"add object {obj_id} | received a {self.max_objects + 1}th object; expected at most max_objects="
-                f"{self.max_objects}. Open the predictor with a larger max_objects."
-            )
-        return ObjectTrack()
 
     def _encode(self, frame: int) -> Features:
         """Image features of `frame` (one frame is kept at a time)."""
@@ -275,8 +257,12 @@ class VideoPredictor:
     def _preflight(self) -> None:
         """Encode the memories of prompted frames and move them out of the temporary store."""
         if not self.objects:
-            raise StreamSamError("propagate_in_video | received no prompts; expected add_new_points_or_box or add_new_mask first")
+            raise InputError("propagate_in_video | received no prompts; expected add_new_points_or_box or add_new_mask first")
         for obj_id, track in self.objects.items():
+            if not (track.cond or track.temp_cond):
+                raise InputError(f"propagate_in_video | received no prompt on any frame for object {obj_id}; expected one. "
+                                 "Prompt it on a frame, or remove_object it")
+        for track in self.objects.values():
             for temp, store in ((track.temp_non_cond, track.non_cond), (track.temp_cond, track.cond)):
                 for frame, out in temp.items():
                     if out.memory_bits is None:
@@ -284,8 +270,6 @@ class VideoPredictor:
                         out.memory_bits = to_bfloat16_bits(np.asarray(memory[0]))
                     store[frame] = out
                 temp.clear()
-            if not track.cond:
-                raise StreamSamError(f"propagate_in_video | received no prompt on any frame for object {obj_id}; expected one")
             for frame in track.cond:
                 track.non_cond.pop(frame, None)
 

@@ -1,5 +1,8 @@
 """Outputs of the command line: an H.264 overlay video (PyAV), per-frame masks as PNG files, and
-COCO run-length encodings (pycocotools), one JSON line per frame."""
+COCO run-length encodings (pycocotools), one JSON line per frame.
+
+Paths are checked when a writer is made; files and folders are created only by the first write, so
+a run that fails before its first frame leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import StreamSamError, require
+from .checks import check_output_path
+from .errors import InputError, require
 from .results import FrameResult
 
 
@@ -18,7 +22,7 @@ class VideoWriter:
     takes_overlay = True  # written with drawn frames; the mask writers take results
 
     def __init__(self, path: str | Path, fps: float = 30.0) -> None:
-        self.path = Path(path)
+        self.path = check_output_path(path)
         self.fps = fps
         self._container = None
         self._stream = None
@@ -51,11 +55,11 @@ class MaskPngWriter:
     takes_overlay = False
 
     def __init__(self, directory: str | Path) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory = check_output_path(directory, folder=True)
 
     def write(self, result: FrameResult) -> None:
         image = require("PIL.Image", "video")
+        self.directory.mkdir(parents=True, exist_ok=True)
         for obj_id, mask in zip(result.object_ids, result.masks):
             image.fromarray(mask.astype(np.uint8) * 255).save(self.directory / f"{result.frame_index:06d}_obj{obj_id}.png")
 
@@ -69,9 +73,8 @@ class RleWriter:
     takes_overlay = False
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("w")
+        self.path = check_output_path(path)
+        self._file = None
 
     def write(self, result: FrameResult) -> None:
         mask_utils = require("pycocotools.mask", "video")
@@ -80,10 +83,15 @@ class RleWriter:
             rle = mask_utils.encode(np.asfortranarray(result.masks[i].astype(np.uint8)))
             rle["counts"] = rle["counts"].decode("ascii")
             objects.append({"id": obj_id, "score": float(result.object_scores[i]), "iou": float(result.ious[i]), "rle": rle})
-        self._file.write(json.dumps({"frame": result.frame_index, "objects": objects}) + "\n")
+        line = json.dumps({"frame": result.frame_index, "objects": objects}) + "\n"
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("w")
+        self._file.write(line)
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
 def writer_for(path: str) -> object:
@@ -94,5 +102,26 @@ def writer_for(path: str) -> object:
     if suffix in (".jsonl", ".json"):
         return RleWriter(path)
     if suffix:
-        raise StreamSamError(f"output {path} | received suffix {suffix!r}; expected .mp4/.mkv/.avi/.mov (overlay), .jsonl (RLE) or a folder (PNG masks)")
+        raise InputError(f"output {path} | received suffix {suffix!r}; expected .mp4/.mkv/.avi/.mov (overlay), .jsonl (RLE) or a folder (PNG masks)")
     return MaskPngWriter(path)
+
+
+def save_image(array: np.ndarray, path: str | Path) -> None:
+    """An image file written whole or not at all: a failed save leaves no partial file."""
+    image = require("PIL.Image", "video")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        image.fromarray(array).save(path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def check_image_output(path: str | Path, subject: str) -> Path:
+    """A path Pillow can write an image to (its suffix names a format it knows)."""
+    image = require("PIL.Image", "video")
+    path = check_output_path(path, subject=subject)
+    if path.suffix.lower() not in image.registered_extensions():
+        raise InputError(f"{subject} {path} | received suffix {path.suffix!r}; expected an image format such as .png or .jpg")
+    return path

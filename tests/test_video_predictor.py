@@ -69,7 +69,7 @@ def test_bad_input_names_what_was_expected(reduced_graphs):
     predictor.add_new_points_or_box(0, 1, points=[(40, 50)], labels=[1])
     with pytest.raises(StreamSamError, match="expected at most max_objects=1"):
         predictor.add_new_points_or_box(0, 2, points=[(40, 50)], labels=[1])
-    with pytest.raises(StreamSamError, match=r"received 3; expected one of \[1\]"):
+    with pytest.raises(StreamSamError, match=r"received 3; expected one of the tracked objects \[1\]"):
         predictor.remove_object(3)
     with pytest.raises(StreamSamError, match="does not exist"):
         predictor.init_state("/nonexistent/video.mp4")
