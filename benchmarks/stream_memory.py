@@ -67,7 +67,7 @@ def run(onnx_dir: Path, frames: int, objects: int, height: int, width: int, thre
                 tracker.add_points(k + 1, [center])
         times.append((time.perf_counter() - start) * 1e3)
         rss.append(rss_mb())
-    return {"ms_per_frame": times, "rss_mb": rss, "bank_bytes": tracker.pipeline.bank.nbytes}
+    return {"ms_per_frame": times, "rss_mb": rss, "bank_bytes": tracker.bank.nbytes}
 
 
 def summarise(result: dict, frames: int) -> dict:

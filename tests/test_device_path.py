@@ -1,8 +1,9 @@
-"""The CUDA device path (runtime/cuda_memory.py, device_backends.py, device_pipeline.py).
+"""The device path (runtime/arena.py, cuda_memory.py, device_backends.py; the pipeline over DeviceArrays).
 
 On a CPU (CI): row views by pointer offset against numpy's own strides, the rounding kernel's formula
-against the CPU rounding, the memory bank through its array namespace, and the clear errors before
-and at the first CUDA call. Marked `gpu` (skipped without nvidia-smi; they have never run, as no GPU
+against the CPU rounding, the memory bank through its array namespace, the clear errors before and
+at the first CUDA call, and the whole device path on a host arena (DeviceArrays over host memory,
+ONNX Runtime's I/O binding by pointer) through the golden videos and a stream. Marked `gpu` (skipped without nvidia-smi; they have never run, as no GPU
 has been lent): the golden videos through ONNX Runtime CUDA against the CPU backend, the kernel
 against the CPU rounding bit for bit, flat device memory over a long stream, TensorRT engines.
 """
