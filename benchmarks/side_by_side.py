@@ -29,12 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from .export_models import RESULTS, cpu_model_name, machine_id
-from .flops import cpu_peak_gflops, measured_sgemm_gflops
-from .ours import FULL_FILL, MovingSquares, export_seeded, image_mode, percentiles, stream_memory, track
+from .flops import cpu_peak_gflops, measured_gemm_gflops, measured_sgemm_gflops
+from .ours import FULL_FILL, MovingSquares, export_seeded, image_mode, stream_memory, track
 
 OFFICIAL_SIDE = Path(__file__).resolve().parent / "official_side.py"
-
-
+# A 1-minute load average above this before a run means something else is using the machine: the
+# figures would be a share of it, not its speed (refused unless --allow-busy, and flagged then).
+BUSY_LOAD = 0.75
 
 @dataclass(frozen=True)
 class Settings:
@@ -48,6 +49,7 @@ class Settings:
     warmup: int = 2
     peers: tuple[str, ...] = ("official", "sam2_image", "sam_vit_b", "sam_vit_h")
     official_python: str = "/work/venv-official/bin/python"
+    repeat_ours: bool = True  # A/B/A: ours again after the peers, so drift shows as a spread
 
     @property
     def stem(self) -> str:
@@ -115,7 +117,7 @@ def measure_stream(settings: Settings, graphs: Path, videos: dict) -> dict:
     return {"stream": stream_memory(OnnxRuntimeBackend(graphs, threads=settings.threads), settings.stream_frames, settings.image_size)}
 
 
-def measure_runtime(settings: Settings, graphs: Path, videos: dict) -> dict:
+def measure_runtime(settings: Settings, graphs: Path, videos: dict, image: bool = True) -> dict:
     """StreamTracker per object count and the image mode, on the JPEG frames the official predictor
     reads (decoded here, before timing)."""
     from PIL import Image
@@ -133,10 +135,16 @@ def measure_runtime(settings: Settings, graphs: Path, videos: dict) -> dict:
     for objects in settings.objects:
         print(f"ours: {objects} object(s), {settings.frames} frames", flush=True)
         result["tracking"][objects] = track(backend, frames_of(objects), centers_of(objects))
-    print("ours: image mode", flush=True)
-    first = settings.objects[0]  # image mode: the first object of the first video
-    result["image_mode"] = image_mode(backend, frames_of(first)[0], centers_of(first)[0], settings.image_repeats, settings.warmup)
+    if image:
+        print("ours: image mode", flush=True)
+        first = settings.objects[0]  # image mode: the first object of the first video
+        result["image_mode"] = image_mode(backend, frames_of(first)[0], centers_of(first)[0], settings.image_repeats, settings.warmup)
     return result
+
+
+def measure_ours_again(settings: Settings, graphs: Path, videos: dict) -> dict:
+    """The tracking runs once more, after the peers (A/B/A): how far ours moved over the run."""
+    return measure_runtime(settings, graphs, videos, image=False)
 
 
 def measure_peers(settings: Settings, work: Path, ours: dict) -> dict:
@@ -174,14 +182,20 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--peers", default=",".join(defaults.peers), help="official,sam2_image,sam_vit_b,sam_vit_h or none")
     p.add_argument("--official-python", default=defaults.official_python)
     p.add_argument("--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results)")
+    p.add_argument("--no-repeat-ours", action="store_true", help="skip timing ours again after the peers (A/B/A)")
+    p.add_argument("--allow-busy", action="store_true", help=f"run although the 1-minute load average is above {BUSY_LOAD} (flagged in the report)")
     args = p.parse_args(argv)
+    start_load = os.getloadavg()
+    if start_load[0] > BUSY_LOAD and not args.allow_busy:
+        p.error(f"load average | received {start_load[0]:.2f} (1 min); expected below {BUSY_LOAD}, an otherwise idle machine. "
+                "Stop what else runs and wait a minute, or pass --allow-busy (the report flags it)")
     from streamsam.export.config import get_config
 
     settings = Settings(
         config=get_config(args.config).name, image_size=args.image_size, threads=args.threads,
         objects=tuple(int(n) for n in args.objects.split(",")), frames=args.frames, stream_frames=args.stream_frames,
         image_repeats=args.image_repeats, peers=tuple(x for x in args.peers.split(",") if x and x != "none"),
-        official_python=args.official_python,
+        official_python=args.official_python, repeat_ours=not args.no_repeat_ours,
     )
     if settings.frames <= FULL_FILL:
         p.error(f"--frames {settings.frames}: expected more than {FULL_FILL} (the fill levels, then steady state)")
@@ -190,14 +204,22 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(settings.threads)
     began = time.perf_counter()
+    loads = {"start": start_load}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         ours = measure_ours(settings, work)
+        loads["after_ours"] = os.getloadavg()
         peers = measure_peers(settings, work, ours)
+        loads["after_peers"] = os.getloadavg()
+        if settings.repeat_ours and settings.peers:
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                ours["again"] = pool.submit(measure_ours_again, settings, work / "graphs", ours["videos"]).result()
+            loads["after_ours_again"] = os.getloadavg()
     machine = {
         "cpu": cpu_model_name(), "cores": os.cpu_count(), "threads": settings.threads,
-        "peak": cpu_peak_gflops(settings.threads), "sgemm_gflops": measured_sgemm_gflops(settings.threads),
-        "load_average_end": os.getloadavg(),
+        "peak": cpu_peak_gflops(settings.threads), "gemm_gflops": measured_gemm_gflops(settings.threads),
+        "sgemm_gflops": measured_sgemm_gflops(settings.threads), "load_average": loads,
+        "busy": start_load[0] > BUSY_LOAD, "load_average_end": os.getloadavg(),
     }
     from .side_by_side_report import write_report
 

@@ -13,7 +13,7 @@ from benchmarks.__main__ import main as bench_main
 def test_side_by_side_writes_fill_levels_graphs_image_mode_and_memory(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     code = bench_main(["side_by_side", "--config", "reduced", "--image-size", "256", "--objects", "1,2", "--frames", "9",
-                       "--stream-frames", "12", "--image-repeats", "2", "--peers", "none", "--out", str(tmp_path)])
+                       "--stream-frames", "12", "--image-repeats", "2", "--peers", "none", "--allow-busy", "--out", str(tmp_path)])
     assert code == 0
     stem = "side_by_side_reduced_256_obj1-2_cpu-"
     (json_path,) = tmp_path.glob(stem + "*.json")
@@ -28,8 +28,36 @@ def test_side_by_side_writes_fill_levels_graphs_image_mode_and_memory(tmp_path, 
     report = json_path.with_suffix(".md").read_text()
     assert "| 2 | ours |" in report and "| memory_attention |" in report and "python -m benchmarks side_by_side" in report
     assert json_path.with_suffix(".png").is_file()
+    # The ceiling is ONNX Runtime's measured GEMM rate; the load is recorded around each side.
+    assert "Ceiling: ONNX Runtime's measured FP32 GEMM" in report and data["machine"]["gemm_gflops"] > 0
+    assert {"start", "after_ours", "after_peers"} <= set(data["machine"]["load_average"])
 
 
 def test_an_unknown_benchmark_is_named_with_the_known_ones(capsys):
     assert bench_main(["sideways"]) == 2
     assert "received 'sideways'; expected one of side_by_side" in capsys.readouterr().err
+
+
+def test_the_nominal_peak_comes_from_vendor_and_family_not_the_flags_alone():
+    from benchmarks.flops import flops_per_cycle
+
+    avx512 = {"fma", "avx2", "avx512f"}
+    assert flops_per_cycle("AuthenticAMD", 26, avx512)[0] == 64  # Zen 5: full-width AVX-512
+    assert flops_per_cycle("AuthenticAMD", 25, avx512)[0] == 32  # Zen 4: the same flags, double-pumped
+    assert flops_per_cycle("AuthenticAMD", 25, {"fma", "avx2"})[0] == 32  # Zen 3
+    assert flops_per_cycle("GenuineIntel", 6, avx512)[0] == 64
+    assert flops_per_cycle("HygonGenuine", 24, {"fma", "avx2"}) is None  # unknown: the measured rate alone
+
+
+def test_onnx_runtimes_gemm_rate_is_measured():
+    from benchmarks.flops import measured_gemm_gflops
+
+    assert measured_gemm_gflops(1, size=256, repeats=2) > 1.0
+
+
+def test_a_busy_machine_is_refused_before_anything_runs(monkeypatch, capsys):
+    monkeypatch.setattr("os.getloadavg", lambda: (3.5, 2.0, 1.0))
+    with pytest.raises(SystemExit) as stop:
+        bench_main(["side_by_side", "--config", "reduced", "--image-size", "256", "--peers", "none"])
+    assert stop.value.code == 2
+    assert "load average | received 3.50 (1 min); expected below 0.75" in capsys.readouterr().err
