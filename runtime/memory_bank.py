@@ -198,6 +198,13 @@ class MemoryBank:
         arrays = (self.memory, self.memory_frame, self.obj_ptrs, self.ptr_frame, self._prompt_age)
         return sum(a.nbytes for a in arrays)
 
+    def close(self) -> None:
+        """Give the rings back to the arena they came from (numpy's go with the last reference)."""
+        free = getattr(self.arrays, "free", None)
+        if free is not None:
+            free(self.memory)
+            free(self.obj_ptrs)
+
     def sources(self, row: int, frame: int) -> MemorySources:
         """What object `row` reads on `frame`: the rule's picks among the stored frames, as views of
         the rings (prompted frames in slot order)."""

@@ -83,6 +83,7 @@ class StreamTracker:
         if self._closed is None:
             self._closed = InputError("StreamTracker | received a call after close(); expected an open tracker. Open a new StreamTracker")
             self.pipeline.close()
+            self.bank.close()
             if self._owns_backend:
                 self.pipeline.backend.close()
 
