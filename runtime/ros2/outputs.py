@@ -48,7 +48,8 @@ def mask_boxes(masks: np.ndarray) -> np.ndarray:
 
 
 def frame_output(result: FrameResult, stamp_ns: int, frame_id: str, dropped: int, with_masks: bool) -> FrameOutput:
-    masks = result.masks
+    # FrameResult.masks cannot resize zero objects (np.stack of nothing): a frame before any prompt.
+    masks = result.masks if result.object_ids else np.zeros((0, *result.source_size), bool)
     return FrameOutput(
         stamp_ns=stamp_ns,
         frame_id=frame_id,

@@ -160,10 +160,9 @@ def serve(graph: Graph, name: str, service_type: str, callback):
     return graph.session.declare_queryable(data_key(graph.domain_id, name, service_type), callback, complete=True)
 
 
-def reply(query, payload: bytes) -> None:
+def reply(query, payload: bytes, sequence: int, gid: bytes) -> None:
     """Answer a service request as rmw_zenoh does: the request's sequence number and client GID
-    in the reply's attachment, with the reply's own timestamp."""
-    sequence, _, gid = decode_attachment(query.attachment)
+    (from decode_attachment(query.attachment)) in the reply's attachment, with the reply's own timestamp."""
     query.reply(query.key_expr, payload, attachment=encode_attachment(sequence, time.time_ns(), gid))
 
 

@@ -92,8 +92,10 @@ class ZenohNode:
 
     def _serve(self, query, handler, service: str) -> None:
         try:
+            # The attachment first: a request rmw_zenoh could not answer must not change anything.
+            sequence, _, gid = rmw_zenoh.decode_attachment(query.attachment)
             request = query.payload.to_bytes() if query.payload is not None else b""
-            rmw_zenoh.reply(query, codec.encode_reply(handler(request), service))
+            rmw_zenoh.reply(query, codec.encode_reply(handler(request), service), sequence, gid)
         except StreamSamError as exc:  # bytes that are no request, a missing attachment: an error reply
             self.core.report_error(str(exc))
             query.reply_err(str(exc))
