@@ -169,7 +169,7 @@ class NodeCore:
                     self._cond.wait(timeout=self._next_deadline())
                 if self._stop:
                     for op in self._ops:
-                        op.future.set_result(self._failure("the node is shutting down"))
+                        op.future.set_result(self.refusal("the node is shutting down"))
                     return
                 frame, self._waiting = self._waiting, None
                 self._busy = True
@@ -180,7 +180,7 @@ class NodeCore:
                 ready, expired = self._ready_ops(), self._expired_ops()
                 self._ops = [op for op in self._ops if op not in ready and op not in expired]
             for op in expired:
-                op.future.set_result(self._failure(
+                op.future.set_result(self.refusal(
                     f"prompt | received stamp {op.stamp_ns} ns; expected a frame at or after it within "
                     f"{self.config.prompt_timeout_s} s (newest frame: {self.stamp_ns} ns). Check the stamp's clock."
                 ))
@@ -234,7 +234,7 @@ class NodeCore:
                 self._result = self._prompt(prompt)
             return self._success(f"{len(op.payload)} object(s) prompted on frame {self.stamp_ns} ns")
         except (StreamSamError, ValueError) as exc:
-            return self._failure(str(exc))
+            return self.refusal(str(exc))
 
     def _check(self, prompts: list[ObjectPrompt]) -> None:
         """Every prompt is checked before any is applied, so a request fails whole or not at all."""
@@ -266,7 +266,8 @@ class NodeCore:
     def _success(self, message: str) -> Reply:
         return Reply(True, message, self.stamp_ns or 0, tuple(self.tracker.object_ids))
 
-    def _failure(self, message: str) -> Reply:
+    def refusal(self, message: str) -> Reply:
+        """A failed reply that names the current frame and objects (a transport's own refusals too)."""
         return Reply(False, message, self.stamp_ns or 0, tuple(self.tracker.object_ids))
 
     def _emit(self) -> None:
