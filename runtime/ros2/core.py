@@ -104,6 +104,7 @@ class NodeCore:
         self.received = self.processed = self.dropped = 0
         self.stamp_ns: int | None = None  # the current (last processed) frame's stamp
         self.frame_id = ""
+        self._size: tuple[int, int] | None = None  # (height, width) of the stream's frames
         self._errors: list[str] = []
 
     # -- lifecycle
@@ -218,7 +219,7 @@ class NodeCore:
         except StreamSamError as exc:  # a frame of another size, a failed graph: the tracker is unchanged
             self.report_error(f"frame {stamp_ns} ns | {exc}")
             return False
-        self.stamp_ns, self.frame_id = stamp_ns, frame_id
+        self.stamp_ns, self.frame_id, self._size = stamp_ns, frame_id, rgb.shape[:2]
         with self._cond:
             self.processed += 1
         return True
@@ -227,6 +228,8 @@ class NodeCore:
         try:
             if op.kind == "remove":
                 self.tracker.remove_object(op.payload)
+                # StreamTracker has no public read of the current frame's result; after a removal its
+                # rows are reordered (the last object takes the removed one's row), so ask it.
                 self._result = self.tracker._result()
                 return self._success(f"object {op.payload} removed")
             self._check(op.payload)
@@ -234,13 +237,15 @@ class NodeCore:
                 self._result = self._prompt(prompt)
             return self._success(f"{len(op.payload)} object(s) prompted on frame {self.stamp_ns} ns")
         except (StreamSamError, ValueError) as exc:
+            # _check refuses what the tracker would before anything is applied; a graph failing part
+            # way through a request leaves the objects prompted before it (the reply says why).
             return self.refusal(str(exc))
 
     def _check(self, prompts: list[ObjectPrompt]) -> None:
         """Every prompt is checked before any is applied, so a request fails whole or not at all."""
         if not prompts:
             raise InputError("add_objects | received no prompts; expected at least one box, point or mask")
-        size = self.tracker._frame_size
+        size = self._size
         new = {p.object_id for p in prompts} - set(self.tracker.object_ids)
         if self.tracker.num_objects + len(new) > self.tracker.max_objects:
             raise InputError(
