@@ -157,6 +157,8 @@ class NodeCore:
         timeout = self.config.prompt_timeout_s if timeout_s is None else timeout_s
         pending = _Pending(kind, int(stamp_ns), payload, Future(), time.monotonic() + timeout)
         with self._cond:
+            if self._stop or self._thread is None:
+                return self.refusal("node | received a request while it is not running; expected start() first, and no call after close()")
             self._ops.append(pending)
             self._cond.notify_all()
         # The worker answers every op, at the latest when its deadline passes; the margin covers a frame in flight.
@@ -185,12 +187,14 @@ class NodeCore:
                     f"prompt | received stamp {op.stamp_ns} ns; expected a frame at or after it within "
                     f"{self.config.prompt_timeout_s} s (newest frame: {self.stamp_ns} ns). Check the stamp's clock."
                 ))
-            for op in ready:
-                reply = self._apply(op)
-                changed |= reply.success
-                op.future.set_result(reply)
+            replies = [(op, self._apply(op)) for op in ready]
+            changed |= any(reply.success for _, reply in replies)
             if changed:
                 self._emit()
+            # Answered once the frame they landed on is published: a client that gets its reply can
+            # take the next output as one with its prompt.
+            for op, reply in replies:
+                op.future.set_result(reply)
             with self._cond:
                 self._busy = False
                 self._cond.notify_all()
