@@ -99,6 +99,7 @@ class Graph:
         self.session, self.domain_id = session, endpoint.domain_id
         self.node_name, self.namespace = node_name, "/" + namespace.strip("/") if namespace.strip("/") else ""
         self._ids = itertools.count(1)
+        self._clients: dict[tuple[str, str], bytes] = {}  # one client token per service, however many calls
         self._node_prefix = f"{ADMIN_SPACE}/{self.domain_id}/{session.zid()}/0"
         self._node_tail = f"{mangle('/')}/{mangle(self.namespace)}/{mangle(node_name)}"
         self.tokens = [session.liveliness().declare_token(f"{self._node_prefix}/0/NN/{self._node_tail}")]
@@ -169,7 +170,9 @@ def reply(query, payload: bytes, sequence: int, gid: bytes) -> None:
 def call(graph: Graph, name: str, service_type: str, request: bytes, timeout_s: float = 30.0, sequence: int = 1) -> bytes:
     """A ROS service client call: the request with its attachment, the first reply's CDR bytes."""
     name = graph.resolve(name)
-    gid = graph.announce("SC", name, service_type, qos_key())
+    if (name, service_type) not in graph._clients:
+        graph._clients[name, service_type] = graph.announce("SC", name, service_type, qos_key())
+    gid = graph._clients[name, service_type]
     replies = graph.session.get(
         data_key(graph.domain_id, name, service_type), payload=request,
         attachment=encode_attachment(sequence, time.time_ns(), gid), timeout=timeout_s,

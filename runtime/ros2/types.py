@@ -15,7 +15,7 @@ from ..errors import InputError, require
 INTERFACES = Path(__file__).parent / "interfaces"
 STORE = "ROS2_JAZZY"  # rosbags.typesys.Stores member: the message definitions and hashes we speak
 
-# The service types the node serves: (service name under the node, type).
+# The types the node reads, writes and serves.
 ADD_OBJECTS = "streamsam_msgs/srv/AddObjects"
 REMOVE_OBJECT = "streamsam_msgs/srv/RemoveObject"
 IMAGE = "sensor_msgs/msg/Image"
