@@ -30,7 +30,7 @@ def test_zenoh_node_survives_bad_input():
     session = peer_endpoint(port).open()
     client = rmw_zenoh.Graph(session, peer_endpoint(port), "test_client")
     collect = Collector(client)
-    camera = rmw_zenoh.Publisher(client, "/camera/image_raw", types.IMAGE, rmw_zenoh.BEST_EFFORT)
+    camera = rmw_zenoh.Publisher(client, "/camera/image_raw", types.IMAGE, rmw_zenoh.RELIABLE)  # no frame lost on the way
     try:
         wait_for_token(session, "@ros2_lv/0/*/*/*/MS/%/%/streamsam/%camera%image_raw/**")
         wait_for_token(session, "@ros2_lv/0/*/*/*/MS/%/%/test_client/**")

@@ -37,8 +37,10 @@ CAMERA = textwrap.dedent("""
     endpoint = peer_endpoint({port})
     session = endpoint.open()
     graph = rmw_zenoh.Graph(session, endpoint, "camera")
-    raw = rmw_zenoh.Publisher(graph, "/camera/image_raw", types.IMAGE, rmw_zenoh.BEST_EFFORT, depth=1)
-    packed = rmw_zenoh.Publisher(graph, "/camera/image_raw/compressed", types.COMPRESSED_IMAGE, rmw_zenoh.BEST_EFFORT, depth=1)
+    # Reliable (Zenoh blocks rather than drops): every frame must reach the node, so that the
+    # frames it skipped are its own dropping, counted exactly. The key expressions are the same.
+    raw = rmw_zenoh.Publisher(graph, "/camera/image_raw", types.IMAGE, rmw_zenoh.RELIABLE, depth=1)
+    packed = rmw_zenoh.Publisher(graph, "/camera/image_raw/compressed", types.COMPRESSED_IMAGE, rmw_zenoh.RELIABLE, depth=1)
     info = rmw_zenoh.Publisher(graph, "/camera/camera_info", types.CAMERA_INFO, depth=1)
     # The node's subscriptions, seen through their liveliness tokens: the routes exist.
     wait_for_token(session, "@ros2_lv/0/*/*/*/MS/%/%/streamsam/%camera%image_raw%compressed/**")
