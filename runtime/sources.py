@@ -7,6 +7,7 @@
     '... ! appsink'       any GStreamer pipeline            live
     clip.mp4              a video file (PyAV)               file
     frames/               a folder of images                file
+    run.mcap, run.db3     a rosbag2 (or its folder), --topic  file  (streamsam.ros2.bags)
 
 Files give every frame in order. Live sources are read on a background thread that keeps only the
 newest frame, so when the tracker falls behind stale frames are dropped (and counted), never queued.
@@ -42,7 +43,7 @@ class SourceDisconnected(StreamSamError):
 @dataclass(frozen=True)
 class SourceSpec:
     uri: str
-    kind: str  # camera | v4l2 | csi | rtsp | gstreamer | file | folder
+    kind: str  # camera | v4l2 | csi | rtsp | gstreamer | file | folder | bag
     live: bool
 
     def describe(self) -> str:
@@ -63,6 +64,8 @@ def parse_source(uri: str) -> SourceSpec:
     if "!" in text:
         return SourceSpec(text, "gstreamer", True)
     path = Path(text)
+    if path.suffix in (".mcap", ".db3") and path.is_file() or (path / "metadata.yaml").is_file():
+        return SourceSpec(text, "bag", False)
     if path.is_dir():
         return SourceSpec(text, "folder", False)
     if path.is_file():
@@ -84,17 +87,23 @@ class FrameSource:
         fps: int = 30,
         reconnect_seconds: float = 2.0,
         live: bool | None = None,
+        topic: str | None = None,
     ) -> None:
         """`live=True` on a video file replays it as a camera would deliver it: at the file's frame
-        rate, dropping frames the reader does not keep up with, and disconnecting at its end."""
+        rate, dropping frames the reader does not keep up with, and disconnecting at its end.
+        `topic`: the image topic of a rosbag2 source."""
         spec = parse_source(uri)
         if live is not None and live != spec.live:
             if spec.kind != "file" or not live:
                 raise InputError(f"source {uri} | received live={live} for a {spec.kind} source; expected live=True only for a video file")
             spec = SourceSpec(spec.uri, "file-as-camera", True)
+        if topic is not None and spec.kind != "bag":
+            raise StreamSamError(f"--topic | received {topic!r} for a {spec.kind} source; expected it only with a rosbag2 source (.mcap, .db3 or a bag folder)")
         self.spec = spec
         self.width, self.height, self.fps = width, height, fps
         self.reconnect_seconds = reconnect_seconds
+        self.topic = topic
+        self._bag = None
         self.dropped = 0  # live frames replaced by a newer one before they were read
         self.frames_read = 0
         self.expected_frames: int | None = None  # a file's frame count from its header, if it has one
@@ -124,6 +133,11 @@ class FrameSource:
                 raise InputError(f"source {self.spec.uri} | received a file FFmpeg cannot open ({exc}); expected a video file") from exc
             stream = self._container.streams.video[0]
             self.expected_frames = stream.frames or None
+        elif kind == "bag":
+            from .ros2.bags import BagFrames  # rosbags, imported only for a bag
+
+            self._bag = BagFrames(self.spec.uri, self.topic)
+            self.expected_frames = self._bag.expected_frames
         elif kind == "folder":
             files = sorted(p for p in Path(self.spec.uri).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
@@ -195,6 +209,10 @@ class FrameSource:
                     return
                 self.frames_read += 1
                 yield self.frames_read - 1, frame.to_ndarray(format="rgb24")
+        elif kind == "bag":
+            for index, frame in self._bag:
+                self.frames_read += 1
+                yield index, frame
         elif kind == "folder":
             for index, path in enumerate(self._files):
                 frame = read_image(path)  # a file that cannot be read is named
@@ -227,3 +245,9 @@ class FrameSource:
             self._capture.release()
         if self._container is not None:
             self._container.close()
+        if self._bag is not None:
+            self._bag.close()
+
+    def stamp_of(self, index: int) -> int | None:
+        """Frame `index`'s header stamp in ns (bag sources), or None when the source has none."""
+        return self._bag.stamps[index] if self._bag is not None else None

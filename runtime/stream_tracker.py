@@ -148,6 +148,11 @@ class StreamTracker:
         state.points, state.labels = state.points[:0], state.labels[:0]
         return self._result()
 
+    def result(self) -> FrameResult:
+        """The objects' masks on the current frame, as the last call left them (after a removal, say)."""
+        self._require_open()
+        return self._result()
+
     def remove_object(self, obj_id: int) -> None:
         """Stop tracking an object; its row goes to the last object, the others keep their memory."""
         self._require_open()

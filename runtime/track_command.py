@@ -86,9 +86,9 @@ def run_track(args: argparse.Namespace) -> int:
     boxes = [parse_xy(b, 4, "--box") for b in args.box or []]
     if not points and not boxes:
         raise InputError("prompt | received no --point and no --box; expected at least one object to track")
-    outputs = [writer_for(path) for path in args.out or []]  # paths checked before the model loads
+    source = FrameSource(args.source, live=True if args.live else None, topic=args.topic)
+    outputs = [writer_for(path, stamp_of=source.stamp_of) for path in args.out or []]  # paths checked before the model loads
     backend = open_backend(args)
-    source = FrameSource(args.source, live=True if args.live else None)
     tracker = StreamTracker(backend, max_objects=len(points) + len(boxes), resize=args.resize)
     print(f"{source.spec.describe()}; model {args.engine_dir or backend.onnx_dir}; {len(points) + len(boxes)} object(s); outputs: {', '.join(args.out or ['none'])}")
     status, code = "", 0
@@ -167,10 +167,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def add_commands(commands) -> None:
     track = commands.add_parser("track", help="track objects through a video, a folder of images, a camera or a stream")
-    track.add_argument("--source", required=True, help="video file, image folder, camera index, /dev/videoN, csi://N, rtsp://..., or a GStreamer pipeline")
+    track.add_argument("--source", required=True, help="video file, image folder, camera index, /dev/videoN, csi://N, rtsp://..., a GStreamer pipeline, or a rosbag2 (.mcap, .db3, a bag folder; with --topic)")
     track.add_argument("--point", action="append", metavar="X,Y", help="a click on the first frame; each --point is a new object")
     track.add_argument("--box", action="append", metavar="X0,Y0,X1,Y1", help="a box on the first frame; each --box is a new object")
-    track.add_argument("--out", action="append", metavar="PATH", help="out.mp4 (overlay video), masks.jsonl (COCO RLE) or a folder (PNG masks); repeatable")
+    track.add_argument("--topic", help="with a rosbag2 source (.mcap, .db3, a bag folder): its Image or CompressedImage topic")
+    track.add_argument("--out", action="append", metavar="PATH", help="out.mp4 (overlay video), masks.jsonl (COCO RLE), masks.mcap / masks.db3 (a rosbag2 of label images, the source's stamps) or a folder (PNG masks); repeatable")
     track.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many frames (>= 1)")
     track.add_argument("--live", action="store_true", help="replay a video file as a camera: real-time pace, stale frames dropped")
     track.add_argument("--resize", default="pil_bicubic", choices=["pil_bicubic", "antialias_bilinear", "fast"], help="frame resizing (default: as the official video predictor)")

@@ -94,15 +94,20 @@ class RleWriter:
             self._file.close()
 
 
-def writer_for(path: str) -> object:
-    """`.mp4` / `.mkv` / `.avi` -> video; `.jsonl` / `.json` -> RLE; anything else -> a folder of PNGs."""
+def writer_for(path: str, stamp_of=None) -> object:
+    """`.mp4` / `.mkv` / `.avi` -> video; `.jsonl` / `.json` -> RLE; `.mcap` / `.db3` -> a rosbag2 of
+    masks (stamped by `stamp_of(frame_index)`, a bag source's header stamps); anything else -> a folder of PNGs."""
     suffix = Path(path).suffix.lower()
+    if suffix in (".mcap", ".db3"):
+        from .ros2.bags import MaskBagWriter  # rosbags, imported only for a bag
+
+        return MaskBagWriter(path, stamp_of)
     if suffix in (".mp4", ".mkv", ".avi", ".mov"):
         return VideoWriter(path)
     if suffix in (".jsonl", ".json"):
         return RleWriter(path)
     if suffix:
-        raise InputError(f"output {path} | received suffix {suffix!r}; expected .mp4/.mkv/.avi/.mov (overlay), .jsonl (RLE) or a folder (PNG masks)")
+        raise InputError(f"output {path} | received suffix {suffix!r}; expected .mp4/.mkv/.avi/.mov (overlay), .jsonl (RLE), .mcap/.db3 (mask bag) or a folder (PNG masks)")
     return MaskPngWriter(path)
 
 
