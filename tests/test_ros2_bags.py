@@ -113,3 +113,11 @@ def test_label_image_gives_overlaps_to_the_higher_logit():
     assert label_image(many).dtype == np.uint16
     msg = types.deserialize(codec.encode_segmentation(frame_output(many, 5, "cam", 0, False)), types.SEGMENTATION)
     assert msg.labels.encoding == "mono16" and len(msg.object_ids) == 300
+
+
+def test_a_mask_bag_is_created_by_its_first_frame(tmp_path):
+    from streamsam.ros2.bags import MaskBagWriter
+
+    writer = MaskBagWriter(tmp_path / "masks.mcap")
+    writer.close()  # a run that failed before its first frame
+    assert not (tmp_path / "masks.mcap").exists()
