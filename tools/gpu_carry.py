@@ -119,8 +119,10 @@ def stored_wheel(path: Path) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
         for info in src.infolist():
-            info.compress_type = zipfile.ZIP_STORED
-            dst.writestr(info, src.read(info.filename))
+            data = src.read(info)
+            stored = zipfile.ZipInfo(info.filename, info.date_time)
+            stored.external_attr, stored.compress_type = info.external_attr, zipfile.ZIP_STORED
+            dst.writestr(stored, data)
     return out.getvalue()
 
 
@@ -359,7 +361,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bundle {m['bundle']} {m['bundle_bytes'] / MIB:.1f} MiB ({m['compress']}, {m['pack_s']} s) in "
                   f"{len(m['parts'])} parts of <= {m['part_bytes'] / MIB:.1f} MiB (tree {m['tree_bytes'] / MIB:.1f} MiB)")
         elif args.command == "plan":
-            runs = plan(read_manifest(CARRY / "bundle" / MANIFEST), args.prep_budget_s)
+            manifest = read_manifest(CARRY / "bundle" / MANIFEST)
+            now = tree_bytes()
+            if now != manifest["tree_bytes"]:  # the tree changed since pack: the calls carry what it is now
+                print(f"# working tree now {now / MIB:.2f} MiB (packed with {manifest['tree_bytes'] / MIB:.2f} MiB)")
+                manifest["tree_bytes"] = now
+            runs = plan(manifest, args.prep_budget_s)
+            over = [k for k, r in enumerate(runs, 1) if r["bytes"] > manifest["limit_bytes"]]
+            if over:
+                raise CarryError(f"calls {over} | received more than {manifest['limit_bytes'] / MIB:.0f} MiB with today's tree; "
+                                 "expected each under the limit. Run: python tools/gpu_carry.py pack --compress xz")
             if args.json:
                 print(json.dumps(runs, indent=1))
             else:
