@@ -1,7 +1,10 @@
 """The official SAM2VideoPredictor on a GPU, timed as benchmarks/gpu_check.py times ours.
 
-    python3 benchmarks/gpu_official.py --config sam2.1_hiera_tiny --image-size 1024 --weights W.pt \\
-        --frames-dir DIR --prompts P.json --frames 24 --device cuda --autocast bf16 --out R.json
+    python3 benchmarks/gpu_official.py --config sam2.1_hiera_tiny --device cuda --jobs JOBS.json
+
+JOBS.json: [{"image_size", "weights", "frames_dir", "prompts", "frames", "autocast": "bf16"|"none",
+"out"}, ...], run in one process (torch imported once, one model per size and weights) and each
+job's result written to its "out" (or {"error": ...} there, and the next job runs).
 
 benchmarks/official_side.py's helpers (config, overrides, strict weights, prompts, the bf16 memory
 cast) on `device`; imports only the standard library, numpy, torch and sam2, as official_side.py.
@@ -35,6 +38,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import official_side as official  # noqa: E402  (a script's sibling, not a package import: streamsam may be absent)
 
+DEFAULT_CUDNN_TF32 = torch.backends.cudnn.allow_tf32  # torch's defaults, restored for the plain FP32 jobs
+
 
 def synchronize(device: str) -> None:
     if device.startswith("cuda"):
@@ -67,21 +72,37 @@ def take(sums: dict[str, float]) -> dict[str, float]:
     return out
 
 
+MODELS: dict = {}
+
+
+def build(config: str, image_size: int, weights: Path, device: str):
+    """The predictor as users build it (build_sam2_video_predictor), weights loaded strictly,
+    stage timers on; one per (size, weights) for all the jobs."""
+    key = (image_size, str(weights))
+    if key not in MODELS:
+        from sam2.build_sam import build_sam2_video_predictor
+
+        MODELS.clear()  # one size at a time on the device
+        model = build_sam2_video_predictor(official.config_file(config), ckpt_path=None, device=device,
+                                           mode="eval", hydra_overrides_extra=official.size_overrides(image_size))
+        official.load_weights(model, weights)
+        model = model.to(device).eval()
+        sums: dict[str, float] = {}
+        wrap_stages(model, device, sums)
+        MODELS[key] = (model, sums)
+    return MODELS[key]
+
+
 def run(args) -> dict:
     prompts = official.read_prompts(args.prompts)
-    from sam2.build_sam import build_sam2_video_predictor
-
-    model = build_sam2_video_predictor(official.config_file(args.config), ckpt_path=None, device=args.device,
-                                       mode="eval", hydra_overrides_extra=official.size_overrides(args.image_size))
-    official.load_weights(model, args.weights)
-    model = model.to(args.device).eval()
-    if args.autocast == "bf16":  # as sam2/benchmark.py
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    amp = (torch.autocast("cuda", dtype=torch.bfloat16) if args.autocast == "bf16" else contextlib.nullcontext())
+    model, sums = build(args.config, args.image_size, args.weights, args.device)
+    bf16 = args.autocast == "bf16"  # as sam2/benchmark.py: TF32 allowed, bfloat16 autocast around everything
+    torch.backends.cuda.matmul.allow_tf32 = bf16
+    torch.backends.cudnn.allow_tf32 = bf16 or DEFAULT_CUDNN_TF32
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     counter = {"bf16_memory_casts": 0}
-    sums: dict[str, float] = {}
-    wrap_stages(model, args.device, sums)
+    if args.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
     hole_filling_warnings = 0
     with torch.inference_mode(), amp, official.float32_memory(model, counter), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -124,22 +145,27 @@ def run(args) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", required=True)
-    p.add_argument("--image-size", type=int, required=True)
-    p.add_argument("--weights", type=Path, required=True)
-    p.add_argument("--frames-dir", type=Path, required=True)
-    p.add_argument("--prompts", type=Path, required=True)
-    p.add_argument("--frames", type=int, required=True)
     p.add_argument("--device", default="cuda")
-    p.add_argument("--autocast", choices=("bf16", "none"), default="bf16")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--jobs", type=Path, required=True)
     args = p.parse_args(argv)
-    try:
-        result = run(args)
-    except official.OfficialSideError as err:
-        print(f"gpu_official: {err}", file=sys.stderr)
-        return 1
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    return 0
+    failed = 0
+    for job in json.loads(args.jobs.read_text()):
+        one = argparse.Namespace(config=args.config, device=args.device, image_size=int(job["image_size"]), weights=Path(job["weights"]),
+                                 frames_dir=Path(job["frames_dir"]), prompts=Path(job["prompts"]), frames=int(job["frames"]),
+                                 autocast=job["autocast"])
+        began = time.perf_counter()
+        try:
+            result = run(one)
+        except Exception as err:  # noqa: BLE001 - written for this job; the next job runs
+            import traceback
+
+            failed += 1
+            result = {"error": f"{type(err).__name__}: {err}\n{traceback.format_exc()[-2000:]}"}
+        result["job_s"] = round(time.perf_counter() - began, 2)
+        Path(job["out"]).write_text(json.dumps(result, indent=1) + "\n")
+        print(f"gpu_official: {job['image_size']} x{len(official.read_prompts(one.prompts)['objects'])} {job['autocast']}: "
+              f"{'ERROR' if 'error' in result else 'done'} in {result['job_s']} s", flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

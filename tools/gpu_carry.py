@@ -257,14 +257,10 @@ def stage(folders: list[Path], stage_dir: Path = STAGE) -> dict:
     return {"have": have, "missing": missing}
 
 
-def install(stage_dir: Path = STAGE, target: Path = SITE, python: str = sys.executable) -> dict:
-    """Reassemble the bundle from the staged parts, verify every hash, pip install --target."""
+def reassemble(stage_dir: Path = STAGE) -> tuple[dict, list[Path]]:
+    """The bundle from the staged parts (each part's hash, then the whole bundle's), unpacked into
+    stage_dir/wheels; returns (manifest, wheels). Anything missing or altered raises CarryError."""
     manifest = read_manifest(stage_dir / MANIFEST)
-    marker = target / ".gpu_carry.json"
-    if marker.is_file() and json.loads(marker.read_text()).get("bundle_sha256") == manifest["bundle_sha256"]:
-        print(f"gpu_carry install: {target} already holds this bundle", flush=True)
-        return manifest
-    started = time.perf_counter()
     missing = [p["call"] for p in manifest["parts"] if not (stage_dir / p["name"]).is_file()]
     if missing:
         raise CarryError(f"{stage_dir} | received no parts of calls {missing}; expected all {len(manifest['parts'])}: "
@@ -292,13 +288,30 @@ def install(stage_dir: Path = STAGE, target: Path = SITE, python: str = sys.exec
     bundle.unlink()
     wheels = sorted(wheels_dir.glob("*.whl"))
     check_wheels([w.name for w in wheels])
-    if manifest["compress"] == "none":  # stored re-zips differ in bytes from the originals by design
-        expected = {w["file"]: w["sha256"] for w in manifest["wheels"]}
-        for w in wheels:
-            if sha256(w) != expected.get(w.name):
-                raise CarryError(f"{w} | received sha256 {sha256(w)}; expected {expected.get(w.name)}")
     if sorted(w.name for w in wheels) != sorted(w["file"] for w in manifest["wheels"]):
         raise CarryError(f"{wheels_dir} | received {[w.name for w in wheels]}; expected {[w['file'] for w in manifest['wheels']]}")
+    if manifest["compress"] == "none":  # xz bundles hold stored re-zips: their bytes differ from the originals by design
+        expected = {w["file"]: w["sha256"] for w in manifest["wheels"]}
+        for w in wheels:
+            if sha256(w) != expected[w.name]:
+                raise CarryError(f"{w} | received sha256 {sha256(w)}; expected {expected[w.name]}")
+    for w in wheels:
+        with zipfile.ZipFile(w) as z:
+            bad = z.testzip()  # every member's CRC: what a stored re-zip must still pass
+        if bad is not None:
+            raise CarryError(f"{w} | received a bad CRC for {bad}; expected an intact wheel")
+    return manifest, wheels
+
+
+def install(stage_dir: Path = STAGE, target: Path = SITE, python: str = sys.executable) -> dict:
+    """Reassemble and verify the bundle, then pip install --no-index --no-deps --target."""
+    manifest = read_manifest(stage_dir / MANIFEST)
+    marker = target / ".gpu_carry.json"
+    if marker.is_file() and json.loads(marker.read_text()).get("bundle_sha256") == manifest["bundle_sha256"]:
+        print(f"gpu_carry install: {target} already holds this bundle", flush=True)
+        return manifest
+    started = time.perf_counter()
+    manifest, wheels = reassemble(stage_dir)
     target.mkdir(parents=True, exist_ok=True)
     done = subprocess.run([python, *INSTALL, "--target", str(target), *map(str, wheels)])
     if done.returncode != 0:
