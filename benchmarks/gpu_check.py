@@ -326,7 +326,7 @@ def scene(settings: Settings, size: int, objects: int):
 def prep_video(settings: Settings, size: int, objects: int) -> Path:
     """JPEG frames (what the official predictor reads) and the prompts file; ours reads the same
     decoded pixels."""
-    out = bench_dir(settings, size) / f"video_{objects}"
+    out = bench_dir(settings, size) / f"video_{objects}x{settings.frames}"
     if not done(out):
         from .side_by_side import write_jpegs
 
@@ -383,7 +383,12 @@ def run_prep(settings: Settings, part: str, budget_s: float | None, log: list) -
             log.append({"step": name, "status": "left for the next call"})
             continue
         begin = time.perf_counter()
-        step()
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - recorded; the part that needs it tries again and reports there
+            log.append({"step": name, "status": "ERROR", "error": traceback.format_exc()[-3000:]})
+            print(f"prep: {name}: ERROR {log[-1]['error'].strip().splitlines()[-1]}", flush=True)
+            continue
         log.append({"step": name, "s": round(time.perf_counter() - begin, 2)})
         print(f"prep: {name} ({time.perf_counter() - begin:.1f} s)", flush=True)
 
@@ -624,6 +629,7 @@ def measure_objects(settings: Settings, backend, size: int, objects: int, precis
     row = {"side": "ours", "precision": precision, "size": size, "objects": objects, "frames": len(frames),
            "frame_ms_p50": percentile(steady(plain["records"])), "frame_ms_p90": percentile(steady(plain["records"]), 90),
            "prompted_frame_ms": plain["records"][0]["ms"], "graphs_ms_p50": per_graph,
+           "frames_ms": [round(r["ms"], 3) for r in plain["records"]],
            "free_bytes_before": free_before, "free_bytes_after": free_after,
            "memory_flat": None if free_before is None else abs(free_before - free_after) < MIB,
            **iou_rows(plain["results"], reference, settings.ref_frames)}
@@ -645,16 +651,19 @@ def measure_official(settings: Settings, out: Path) -> list[dict]:
         return [{"side": "official", "mode": m, "size": s, "objects": n, "skipped": "the reduced config is ours alone"}
                 for s in settings.sizes for n in settings.objects for m in settings.official_modes]
     jobs = []
+    results = settings.work / "official"  # per-job files stay here: $OUT brings back 8 files at most
+    shutil.rmtree(results, ignore_errors=True)
+    results.mkdir(parents=True)
     for size in settings.sizes:
         for objects in settings.objects:
             video = prep_video(settings, size, objects)
             for mode in settings.official_modes:
                 jobs.append({"image_size": size, "objects": objects, "autocast": mode, "weights": str(bench_dir(settings, size) / "weights.pt"),
                              "frames_dir": str(video / "frames"), "prompts": str(video / "prompts.json"), "frames": settings.frames,
-                             "out": str(out / f"official_{size}_{objects}_{mode}.json")})
-    (out / "official_jobs.json").write_text(json.dumps(jobs, indent=1))
+                             "out": str(results / f"official_{size}_{objects}_{mode}.json")})
+    (results / "jobs.json").write_text(json.dumps(jobs, indent=1))
     command = [settings.official_python, str(REPO / "benchmarks" / "gpu_official.py"), "--config", settings.bench_config,
-               "--device", settings.official_device, "--jobs", str(out / "official_jobs.json")]
+               "--device", settings.official_device, "--jobs", str(results / "jobs.json")]
     began = time.perf_counter()
     done_ = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, TQDM_DISABLE="1"))
     (out / "official.log").write_text(done_.stdout + done_.stderr)
@@ -674,7 +683,7 @@ def measure_official(settings: Settings, out: Path) -> list[dict]:
         stages = {stage: percentile([r["stages_ms"][stage] for r in records]) for stage in data["frames"][0]["stages_ms"]}
         rows.append(base | {"frames": len(data["frames"]), "frame_ms_p50": percentile([r["ms"] for r in records]),
                             "frame_ms_p90": percentile([r["ms"] for r in records], 90), "stages_ms_p50": stages,
-                            "prompt_ms": data.get("prompt_ms"), "hole_filling_skipped_warnings": data.get("hole_filling_skipped_warnings"),
+                            "prompt_ms": data.get("prompt_ms"), "frames_ms": [r["ms"] for r in data["frames"]], "hole_filling_skipped_warnings": data.get("hole_filling_skipped_warnings"),
                             "max_memory_allocated_mb": data.get("max_memory_allocated_mb"), "gpu": data.get("gpu"), "torch": data.get("torch")})
         print(f"official {job['autocast']} {job['image_size']} x{job['objects']}: {rows[-1]['frame_ms_p50']:.2f} ms/frame p50", flush=True)
     return rows
@@ -849,7 +858,7 @@ def main(argv: list[str] | None = None) -> int:
         data["prep"] = []
         if args.part == "prep":
             run_prep(settings, "prep", args.budget_s, data["prep"])
-            data["pass"] = True
+            data["pass"] = not any(p.get("status") == "ERROR" for p in data["prep"])
         elif args.part == "1":
             if settings.pytest:
                 data["pytest"] = run_pytest(settings, args.out)
