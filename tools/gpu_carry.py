@@ -7,7 +7,7 @@ machine that survives while the machine stays warm (30 s after each call). Stand
 the same file runs here (download, pack, plan, rehearse) and on the device machine (stage, install).
 
     python tools/gpu_carry.py download            # here: wheels into .carry/wheels (pip download / pip wheel)
-    python tools/gpu_carry.py pack                # here: bundle, split by the call budget, manifest, .carry/calls/NN
+    python tools/gpu_carry.py pack                # here: bundle (xz), split by the call budget, manifest, .carry/calls/NN
     python tools/gpu_carry.py plan                # here: the exact device `run` calls, in order
     python tools/gpu_carry.py rehearse            # here: reassemble, verify, pip install --target a temp folder
     python3 tools/gpu_carry.py stage .carry/calls/01          # device: copy a call's part into /tmp/stage, verify
@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("download")
     pk = sub.add_parser("pack")
-    pk.add_argument("--compress", choices=("none", "xz"), default="none")
+    pk.add_argument("--compress", choices=("none", "xz"), default="xz", help="xz: 195 MiB in 6 parts instead of 244 MiB in 7 (about 6 min here)")
     pk.add_argument("--limit-mib", type=float, default=CALL_LIMIT / MIB)
     pk.add_argument("--margin-mib", type=float, default=MARGIN / MIB)
     pl = sub.add_parser("plan")
