@@ -159,11 +159,21 @@ Image CDR in and out (rosbags), the Zenoh hops both ways, the label image, boxes
 |---|---|---|
 {rows}
 
-Taken on a **shared machine** ({report['machine']}, {report['cores']} cores, other engineers' jobs running): load
-average {report['load_average_before']} before and {report['load_average_after']} after (1, 5, 15 min). The p99
-carries their noise; rerun on an idle machine for a clean figure.
+{machine_note(report)}
 """)
     print(stem.with_suffix(".md").read_text())
+
+
+def machine_note(report: dict) -> str:
+    """The machine and its load; a run that started on a busy machine (side_by_side's threshold) says so."""
+    from .side_by_side import BUSY_LOAD
+
+    busy = report["load_average_before"][0] > BUSY_LOAD
+    note = (f"Machine: {report['machine']}, {report['cores']} cores; load average {report['load_average_before']} before and "
+            f"{report['load_average_after']} after (1, 5, 15 min).")
+    if busy:
+        note += f" **The 1-minute load was above {BUSY_LOAD} when it started: something else was running; the p99 carries its noise.**"
+    return note
 
 
 if __name__ == "__main__":
