@@ -5,14 +5,9 @@ from __future__ import annotations
 
 import argparse
 
+from streamsam.checks import positive_int
+
 from .profiles import DEFAULT_MAX_OBJECTS, DEFAULT_MAX_POINTS
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"received {value}; expected an integer >= 1")
-    return value
 
 
 def _build(args: argparse.Namespace) -> None:
@@ -42,9 +37,9 @@ def add_build_command(subparsers) -> argparse.ArgumentParser:
     )
     build.add_argument("--onnx-dir", required=True, help="a folder written by `streamsam export`")
     build.add_argument("--out", required=True, help="engines folder (created; the timing cache is kept there)")
-    build.add_argument("--max-objects", type=_positive_int, default=DEFAULT_MAX_OBJECTS, help=f"objects tracked at once (default {DEFAULT_MAX_OBJECTS})")
+    build.add_argument("--max-objects", type=positive_int, default=DEFAULT_MAX_OBJECTS, help=f"objects tracked at once (default {DEFAULT_MAX_OBJECTS})")
     build.add_argument(
-        "--max-points", type=_positive_int, default=DEFAULT_MAX_POINTS, help=f"prompt points per object on one frame (default {DEFAULT_MAX_POINTS})"
+        "--max-points", type=positive_int, default=DEFAULT_MAX_POINTS, help=f"prompt points per object on one frame (default {DEFAULT_MAX_POINTS})"
     )
     build.add_argument(
         "--precision",

@@ -19,7 +19,9 @@ import math
 
 import numpy as np
 
+from .cuda_memory import CudaMemory
 from .errors import StreamSamError
+from .memory_bank import round_to_bfloat16
 
 
 def contiguous_index(shape: tuple[int, ...], itemsize: int, key) -> tuple[int, tuple[int, ...]]:
@@ -237,8 +239,6 @@ class HostMemory:
         pass
 
     def round_to_bfloat16(self, ptr: int, count: int) -> None:
-        from .memory_bank import round_to_bfloat16
-
         bits = np.ctypeslib.as_array((ctypes.c_float * count).from_address(ptr))
         round_to_bfloat16(bits, out=bits)
 
@@ -261,6 +261,4 @@ class DeviceArena(Arena):
     """An arena on a CUDA device: one stream, cudaMalloc'd buffers, the rounding kernel."""
 
     def __init__(self, device_id: int = 0) -> None:
-        from .cuda_memory import CudaMemory
-
         super().__init__(CudaMemory(device_id))

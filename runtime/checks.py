@@ -258,3 +258,16 @@ def check_output_path(path: str | Path, folder: bool = False, subject: str = "ou
     if not os.access(ancestor, os.W_OK):
         raise InputError(f"{subject} {path} | received a path under {ancestor}, which is not writable; expected a writable folder")
     return path
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a count that must be at least 1 (0 would silently mean "no limit")."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"received {text!r}; expected a whole number >= 1")
+    return value

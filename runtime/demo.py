@@ -84,7 +84,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def add_demo_command(commands) -> None:
-    from .track_command import positive_int
+    from .checks import positive_int
 
     demo = commands.add_parser("demo", help="track the objects of a bundled clip with the bundled demo model (CPU, no download)")
     demo.add_argument("--out", default="streamsam_demo.mp4", help="the overlay video to write (default streamsam_demo.mp4)")

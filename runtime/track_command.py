@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .checks import positive_int
 from .errors import InputError
 from .progress import Progress
 from .sources import FrameSource, SourceDisconnected
@@ -22,17 +23,6 @@ def parse_xy(text: str, count: int, what: str) -> tuple[float, ...]:
         example = "X,Y" if count == 2 else "X0,Y0,X1,Y1"
         raise InputError(f"{what} | received {text!r}; expected {example} in source pixels")
     return values
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: a count that must be at least 1 (0 would silently mean "no limit")."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"received {text!r}; expected a whole number >= 1")
-    return value
 
 
 def resolve_graphs(args: argparse.Namespace) -> Path:
