@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -135,7 +135,7 @@ def preload_cuda_libraries() -> str:
     try:
         import torch  # noqa: F401  (its CUDA libraries, already loaded, are then found by name)
     except ImportError:
-        pass
+        pass  # no torch: onnxruntime's own preload below is all there is
     if hasattr(onnxruntime, "preload_dlls"):
         try:
             onnxruntime.preload_dlls()
@@ -155,8 +155,8 @@ def environment(settings: Settings) -> dict:
         from onnxruntime.capi import build_and_package_info as info
 
         env["onnxruntime_package"] = f"{info.package_name} (CUDA {getattr(info, 'cuda_version', 'n/a')})"
-    except ImportError:
-        pass
+    except ImportError as err:
+        env["onnxruntime_package"] = f"unknown ({err})"
     if shutil.which("nvidia-smi"):
         env["nvidia_smi"] = run_text(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,memory.used,clocks.sm,clocks.max.sm,pstate",
                                       "--format=csv,noheader"])
@@ -174,8 +174,8 @@ def environment(settings: Settings) -> dict:
         env["torch_cuda"] = torch.version.cuda
         env["cudnn"] = torch.backends.cudnn.version() if torch.cuda.is_available() else None
         env["torch_gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except ImportError:
-        pass
+    except ImportError as err:
+        env["torch_cuda"] = f"torch not importable ({err})"
     return env
 
 
@@ -218,12 +218,6 @@ def make_backend(kind: str, graphs: Path, settings: Settings):
 
 def close(backend) -> None:
     getattr(backend, "close", lambda: None)()
-
-
-def synchronize(backend) -> None:
-    arena = getattr(backend, "arena", None)
-    if arena is not None:
-        arena.synchronize()
 
 
 # -- preparation (no GPU): exports, FP16 graphs, frames, CPU references
@@ -396,36 +390,14 @@ def run_prep(settings: Settings, part: str, budget_s: float | None, log: list) -
 # -- tracking with timings
 
 
-class SyncTimedBackend:
-    """Per-graph times on a device: the stream synchronized before and after each graph, so a
-    graph's time is its own (the device path otherwise queues graphs without waiting)."""
-
-    def __init__(self, backend) -> None:
-        self.backend, self.manifest = backend, backend.manifest
-        self.slot_policy = getattr(backend, "slot_policy", "filled")
-        self.max_objects = getattr(backend, "max_objects", None)
-        self.max_points = getattr(backend, "max_points", None)
-        self.arena = getattr(backend, "arena", None)
-        self.calls: list[tuple[str, float]] = []
-
-    def run(self, graph, inputs, outputs) -> None:
-        synchronize(self.backend)
-        start = time.perf_counter()
-        self.backend.run(graph, inputs, outputs)
-        synchronize(self.backend)
-        self.calls.append((graph, time.perf_counter() - start))
-
-    def take(self) -> list[tuple[str, float]]:
-        calls, self.calls = self.calls, []
-        return calls
-
-
 def track(backend, frames: np.ndarray, obj_centers, per_graph: bool = False, fill_hole_area: int = 0) -> dict:
     """StreamTracker over `frames`, one click per object on frame 0; per frame the wall ms of
     track() with the masks on the host, and (per_graph) each graph's synchronized ms."""
     from streamsam import StreamTracker
 
-    timed = SyncTimedBackend(backend) if per_graph else backend
+    from .ours import TimedBackend
+
+    timed = TimedBackend(backend) if per_graph else backend
     tracker = StreamTracker(timed, max_objects=len(obj_centers), fill_hole_area=fill_hole_area)
     records, results = [], []
     try:
@@ -846,7 +818,7 @@ def main(argv: list[str] | None = None) -> int:
 
         onnxruntime.set_default_logger_severity(3)  # errors only: the FP16 graphs' constant-folding notes fill the log otherwise
     except ImportError:
-        pass
+        pass  # the environment check below records onnxruntime as missing, and every check that needs it fails with that
     began = time.perf_counter()
     data: dict = {"part": args.part, "command": "python -m benchmarks.gpu_check " + " ".join(argv if argv is not None else sys.argv[1:]),
                   "settings": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()}}

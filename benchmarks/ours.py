@@ -18,16 +18,27 @@ FULL_FILL = 7  # num_maskmem: the prompted frame's memory + 6 recent ones
 
 
 class TimedBackend:
-    """A backend whose graph calls are timed: `take()` returns and clears [(graph, seconds)]."""
+    """A backend whose graph calls are timed: `take()` returns and clears [(graph, seconds)]. It
+    hands on what the pipeline reads of a backend (its arena, slot policy, profile limits), so it
+    wraps a device backend too; there, the arena's stream is synchronized before and after each
+    call, so a graph's time is its own (the device path otherwise queues graphs without waiting)."""
 
     def __init__(self, backend) -> None:
         self.backend = backend
         self.manifest = backend.manifest
+        for name in ("arena", "slot_policy", "max_objects", "max_points"):
+            if hasattr(backend, name):
+                setattr(self, name, getattr(backend, name))
         self.calls: list[tuple[str, float]] = []
 
     def run(self, graph, inputs, outputs) -> None:
+        arena = getattr(self.backend, "arena", None)
+        if arena is not None:
+            arena.synchronize()
         start = time.perf_counter()
         self.backend.run(graph, inputs, outputs)
+        if arena is not None:
+            arena.synchronize()
         self.calls.append((graph, time.perf_counter() - start))
 
     def take(self) -> list[tuple[str, float]]:

@@ -98,7 +98,7 @@ class FrameSource:
                 raise InputError(f"source {uri} | received live={live} for a {spec.kind} source; expected live=True only for a video file")
             spec = SourceSpec(spec.uri, "file-as-camera", True)
         if topic is not None and spec.kind != "bag":
-            raise StreamSamError(f"--topic | received {topic!r} for a {spec.kind} source; expected it only with a rosbag2 source (.mcap, .db3 or a bag folder)")
+            raise InputError(f"--topic | received {topic!r} for a {spec.kind} source; expected it only with a rosbag2 source (.mcap, .db3 or a bag folder)")
         self.spec = spec
         self.width, self.height, self.fps = width, height, fps
         self.reconnect_seconds = reconnect_seconds
