@@ -315,7 +315,7 @@ def markdown(env: dict, video: dict, reference: dict, stages: dict, ops: dict, s
         "# FP16 graphs (engines/fp16.py) against the FP32 export",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {env['cpu']} ({env['cpu_count']} cores, shared), Python {env['python']}, "
+        f"Machine: {env['cpu']} ({env['cpu_count']} cores), Python {env['python']}, "
         + ", ".join(f"{k} {v}" for k, v in env["versions"].items())
         + ".  ",
         "Runtime: ONNX Runtime CPU unless said otherwise; weights: seeded random (tests/golden/README.md).",
@@ -398,8 +398,8 @@ def markdown(env: dict, video: dict, reference: dict, stages: dict, ops: dict, s
         "",
         "## Files and ONNX Runtime CPU latency",
         "",
-        f"Median of 5 runs after a warm-up, 2 objects, 3 points, {env['threads']} threads, on a machine shared with other",
-        f"jobs (load average {env['load']:.1f} at the end): compare the columns, not with other files. FP16 on a CPU is not",
+        f"Median of 5 runs after a warm-up, 2 objects, 3 points, {env['threads']} threads; load average (1 min) {env['load_start']:.2f}",
+        f"at the start, {env['load']:.2f} at the end (the run's own threads included). FP16 on a CPU is not",
         "expected to be faster (the casts above); the sizes are what a TensorRT build reads.",
         "",
         "| config | graph | FP32 MB | FP16 MB | FP32 ms | FP16 ms |",
@@ -414,7 +414,7 @@ def markdown(env: dict, video: dict, reference: dict, stages: dict, ops: dict, s
     return "\n".join(out) + "\n"
 
 
-def environment(threads: int) -> dict:
+def environment(threads: int, load_start: tuple[float, float, float]) -> dict:
     import onnx
     import onnxruntime
     import torch
@@ -430,6 +430,7 @@ def environment(threads: int) -> dict:
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "threads": threads,
+        "load_start": load_start[0],
         "load": os.getloadavg()[0],
         "python": platform.python_version(),
         "versions": {"streamsam": streamsam.__version__, "torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
@@ -457,6 +458,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reference", nargs="*", default=["reduced"], choices=["reduced", "tiny"], help="configs also replayed on the reference evaluator (slow)")
     parser.add_argument("--out", type=Path, default=RESULTS / "fp16_accuracy.md")
     args = parser.parse_args(argv)
+    load_start = os.getloadavg()
     command = " ".join(["python -m benchmarks.fp16_accuracy", *(sys.argv[1:] if argv is None else argv)])
     video, reference, stages, sizes, ops = {}, {}, {}, {}, {"fp32": Counter(), "fp16": Counter()}
     with tempfile.TemporaryDirectory() as tmp:
@@ -479,7 +481,7 @@ def main(argv: list[str] | None = None) -> None:
         if not args.no_1024:
             fp32, fp16 = export_pair("tiny_1024", Path(tmp), image_size=1024)
             sizes["sam2.1 tiny at 1024"] = sizes_and_latency(fp32, fp16, args.threads)
-    text = markdown(environment(args.threads), video, reference, stages, ops, sizes, command)
+    text = markdown(environment(args.threads, load_start), video, reference, stages, ops, sizes, command)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)

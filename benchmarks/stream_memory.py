@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", default="360x640", help="frame HxW")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
+    load_start = os.getloadavg()
     height, width = (int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         onnx_dir = args.onnx_dir or export_graphs(args.config, Path(tmp) / args.config)
@@ -119,15 +120,17 @@ def main(argv: list[str] | None = None) -> None:
     machine = machine_id()
     tag = f"cpu-{machine}"
     meta = {
-        "command": f"python -m benchmarks.stream_memory --frames {args.frames} --config {args.config} --objects {args.objects} --size {args.size}",
-        "machine": machine, "cpus": os.cpu_count(), "load_average": os.getloadavg(),
+        "command": f"python -m benchmarks.stream_memory --frames {args.frames} --config {args.config} --objects {args.objects} --size {args.size}"
+                   + (f" --threads {args.threads}" if args.threads else ""),
+        "machine": machine, "cpus": os.cpu_count(), "load_average_start": load_start, "load_average": os.getloadavg(),
         "config": args.config, "objects": args.objects, "frame_size": [height, width], "bank_bytes": result["bank_bytes"],
     }
     RESULTS.mkdir(exist_ok=True)
     stem = RESULTS / f"stream_memory_{tag}"
     stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "summary": summary, **result}, indent=1))
     lines = [f"# StreamTracker over {args.frames} frames ({args.config}, {args.objects} objects, {height}x{width}, ONNX Runtime CPU)", "",
-             f"Command: `{meta['command']}`  ", f"Machine: {machine}, {os.cpu_count()} cores, load average {meta['load_average'][0]:.1f} at the end.", "",
+             f"Command: `{meta['command']}`  ", f"Machine: {machine}, {os.cpu_count()} cores; load average (1 min) {load_start[0]:.2f} at the start, "
+             f"{meta['load_average'][0]:.2f} at the end (the run's own {args.threads or os.cpu_count()} thread(s) included).", "",
              f"- resident memory after frame {summary['reference_frame']}: {summary['rss_mb_after_reference_frame']:.1f} MB; "
              f"after frame {args.frames}: {summary['rss_mb_after_last_frame']:.1f} MB ({summary['rss_growth_percent']:+.2f} %)",
              f"- memory bank: {result['bank_bytes'] / 1e6:.2f} MB, allocated once",
