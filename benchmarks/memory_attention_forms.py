@@ -207,7 +207,8 @@ def slotted_inputs(content: dict[str, np.ndarray], memories: int, pointers: int,
     ptr_valid = np.zeros((objects, pointer_slots), bool)
     ptrs[:, :pointers], ptr_tpos[:, :pointers], ptr_valid[:, :pointers] = exact["obj_ptrs"], exact["obj_ptr_tpos"], True
     return {"image_embed": exact["image_embed"], "memory": memory, "memory_tpos": tpos, "memory_valid": valid,
-            "obj_ptrs": ptrs, "obj_ptr_tpos": ptr_tpos, "obj_ptr_valid": ptr_valid}
+            "obj_ptrs": ptrs, "obj_ptr_tpos": ptr_tpos, "obj_ptr_valid": ptr_valid,
+            "row_frame": np.zeros(objects, np.int32)}  # one frame: every row reads it
 
 
 def all_valid_inputs(content: dict[str, np.ndarray], memory_slots: int, pointer_slots: int) -> dict[str, np.ndarray]:

@@ -41,7 +41,7 @@ from .device import import_tensorrt, running_device
 from .errors import EngineError
 from .graphs_folder import GraphsFolder, read_graphs_folder, verify_graph_file
 from .naming import EngineName, sm_label, timing_cache_name
-from .profiles import DEFAULT_MAX_OBJECTS, DEFAULT_MAX_POINTS, GraphProfile, graph_profiles
+from .profiles import DEFAULT_MAX_OBJECTS, DEFAULT_MAX_POINTS, DEFAULT_MAX_STREAMS, GraphProfile, graph_profiles
 from .progress import PhaseLog, progress_monitor
 from .sidecar import Sidecar, write_sidecar
 
@@ -116,6 +116,7 @@ def build_command(
     precision: str,
     workspace_gb: float | None = None,
     timing_cache: str | Path | None = None,
+    max_streams: int = DEFAULT_MAX_STREAMS,
 ) -> str:
     """The `streamsam build` line that repeats a build (absolute paths, every option spelled out)."""
     words = [
@@ -126,6 +127,8 @@ def build_command(
         "--max-points", str(max_points),
         "--precision", precision,
     ]  # fmt: skip
+    if max_streams != DEFAULT_MAX_STREAMS:
+        words += ["--max-streams", str(max_streams)]
     if workspace_gb is not None:
         words += ["--workspace-gb", f"{workspace_gb:g}"]
     if timing_cache is not None:
@@ -193,11 +196,13 @@ def build_engines(
     precision: str = "fp16",
     timing_cache: str | Path | None = None,
     progress: Callable[[str], None] | None = print,
+    max_streams: int = DEFAULT_MAX_STREAMS,
 ) -> dict[str, Path]:
     """Build the four engines of `onnx_dir` into `out_dir` for the GPU this runs on (CUDA device 0;
     choose another with CUDA_VISIBLE_DEVICES) and return graph -> engine path.
 
-    `max_objects` / `max_points` bound the profiles (streamsam.engines.profiles); `workspace_gb` caps
+    `max_objects` / `max_points` / `max_streams` bound the profiles (streamsam.engines.profiles; a
+    MultiStreamTracker of S streams of k objects needs max_streams >= S and max_objects >= S x k); `workspace_gb` caps
     TensorRT's workspace pool (None: TensorRT's default, the device's memory); `timing_cache` defaults
     to a file in `out_dir` named for the GPU and TensorRT version, kept between builds.
     """
@@ -206,7 +211,7 @@ def build_engines(
     if workspace_gb is not None and not workspace_gb > 0:
         raise EngineError(f"workspace_gb | received {workspace_gb!r}; expected a positive number of GiB, or None")
     folder = read_graphs_folder(onnx_dir)
-    profiles = graph_profiles(folder.manifest.dims, max_objects, max_points)
+    profiles = graph_profiles(folder.manifest.dims, max_objects, max_points, max_streams=max_streams)
     # The folder is checked before TensorRT is needed: a changed file fails here, on any machine.
     onnx_sha256 = {graph: verify_graph_file(folder, graph) for graph in GRAPH_NAMES}
 
@@ -224,7 +229,7 @@ def build_engines(
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(timing_cache) if timing_cache is not None else out / timing_cache_name(device.compute_capability, trt.__version__)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    command = build_command(folder.path, out, max_objects, max_points, precision, workspace_gb, timing_cache)
+    command = build_command(folder.path, out, max_objects, max_points, precision, workspace_gb, timing_cache, max_streams)
     say(
         f"building {folder.model}-{folder.manifest.dims.image_size} {plan.name} engines for {device.name} "
         f"({sm_label(device.compute_capability)}) with TensorRT {trt.__version__}; "
@@ -252,6 +257,7 @@ def build_engines(
                 precision=plan.name,
                 max_objects=max_objects,
                 max_points=max_points,
+                max_streams=max_streams,
                 profiles=[profiles[graph].to_json()],
                 onnx_file=folder.files[graph],
                 onnx_sha256=onnx_sha256[graph],

@@ -7,7 +7,7 @@ import argparse
 
 from streamsam.checks import positive_int
 
-from .profiles import DEFAULT_MAX_OBJECTS, DEFAULT_MAX_POINTS
+from .profiles import DEFAULT_MAX_OBJECTS, DEFAULT_MAX_POINTS, DEFAULT_MAX_STREAMS
 
 
 def _build(args: argparse.Namespace) -> None:
@@ -18,6 +18,7 @@ def _build(args: argparse.Namespace) -> None:
         args.out,
         max_objects=args.max_objects,
         max_points=args.max_points,
+        max_streams=args.max_streams,
         workspace_gb=args.workspace_gb,
         precision=args.precision,
         timing_cache=args.timing_cache,
@@ -40,6 +41,11 @@ def add_build_command(subparsers) -> argparse.ArgumentParser:
     build.add_argument("--max-objects", type=positive_int, default=DEFAULT_MAX_OBJECTS, help=f"objects tracked at once (default {DEFAULT_MAX_OBJECTS})")
     build.add_argument(
         "--max-points", type=positive_int, default=DEFAULT_MAX_POINTS, help=f"prompt points per object on one frame (default {DEFAULT_MAX_POINTS})"
+    )
+    build.add_argument(
+        "--max-streams", type=positive_int, default=DEFAULT_MAX_STREAMS,
+        help=f"frames per call: streams one MultiStreamTracker steps together (default {DEFAULT_MAX_STREAMS}; "
+        "--max-objects then counts all their objects)",
     )
     build.add_argument(
         "--precision",

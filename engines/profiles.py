@@ -1,8 +1,11 @@
 """TensorRT optimization profiles, derived from `streamsam.contracts`.
 
-The contracts give every graph input a shape of fixed sizes and at most two symbolic axes; a profile
-gives each symbolic axis a (min, opt, max) and keeps every fixed size as it is:
+The contracts give every graph input a shape of fixed sizes and symbolic axes; a profile gives each
+symbolic axis a (min, opt, max) and keeps every fixed size as it is:
 
+- `frames` (the image encoder's input, the features the other graphs read): 1 / 1 / max_streams.
+  One stream passes one frame; a MultiStreamTracker passes one per stream in its step (then the
+  objects profile bounds all its streams' objects together).
 - `objects` (all graphs but the image encoder): 1 / min(2, max_objects) / max_objects. A session
   runs each graph once per frame over the rows of its active objects, so any count from 1 to the
   session's `max_objects` must run; two is the common case we optimise for.
@@ -24,12 +27,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streamsam.contracts import OBJECTS, POINTS, GraphContract, ModelDims, TensorSpec, graph_contracts
+from streamsam.contracts import FRAMES, OBJECTS, POINTS, GraphContract, ModelDims, TensorSpec, graph_contracts
 
 from .errors import EngineError
 
 DEFAULT_MAX_OBJECTS = 4
 DEFAULT_MAX_POINTS = 16
+DEFAULT_MAX_STREAMS = 1  # frames per call: one stream (StreamTracker, VideoPredictor, ImagePredictor)
+OPT_FRAMES = 1
 TYPICAL_OBJECTS = 2  # the objects count engines are tuned for (capped at max_objects)
 OPT_POINTS = 1  # one padding point: every tracked frame
 
@@ -69,15 +74,17 @@ def _check_positive(name: str, value: int) -> None:
         raise EngineError(f"{name} | received {value!r}; expected an integer >= 1")
 
 
-def axis_ranges(max_objects: int, max_points: int, opt_objects: int | None = None) -> dict[str, tuple[int, int, int]]:
+def axis_ranges(max_objects: int, max_points: int, opt_objects: int | None = None, max_streams: int = DEFAULT_MAX_STREAMS) -> dict[str, tuple[int, int, int]]:
     """(min, opt, max) of each symbolic axis of the contracts."""
     _check_positive("max_objects", max_objects)
     _check_positive("max_points", max_points)
+    _check_positive("max_streams", max_streams)
     opt_objects = min(TYPICAL_OBJECTS, max_objects) if opt_objects is None else opt_objects
     _check_positive("opt_objects", opt_objects)
     if opt_objects > max_objects:
         raise EngineError(f"opt_objects | received {opt_objects}; expected at most max_objects ({max_objects})")
-    return {OBJECTS: (1, opt_objects, max_objects), POINTS: (1, min(OPT_POINTS, max_points), max_points)}
+    return {OBJECTS: (1, opt_objects, max_objects), POINTS: (1, min(OPT_POINTS, max_points), max_points),
+            FRAMES: (1, OPT_FRAMES, max_streams)}  # fmt: skip
 
 
 def _shape_range(spec: TensorSpec, axes: dict[str, tuple[int, int, int]]) -> ShapeRange:
@@ -94,8 +101,9 @@ def graph_profiles(
     max_objects: int = DEFAULT_MAX_OBJECTS,
     max_points: int = DEFAULT_MAX_POINTS,
     opt_objects: int | None = None,
+    max_streams: int = DEFAULT_MAX_STREAMS,
 ) -> dict[str, GraphProfile]:
     """One profile per graph, in the contracts' graph order."""
-    axes = axis_ranges(max_objects, max_points, opt_objects)
+    axes = axis_ranges(max_objects, max_points, opt_objects, max_streams)
     axes.update({axis: (n, n, n) for axis, n in dims.slot_capacity.items()})
     return {name: graph_profile(contract, axes) for name, contract in graph_contracts(dims).items()}

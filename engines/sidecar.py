@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 SIDECAR_SUFFIX = ".json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: max_streams (the frames profile)
 # fp16-strongly-typed: FP16 ONNX graphs (engines/fp16.py) in a strongly typed network;
 # fp16: FP32 graphs with the weakly typed builder flag (TensorRT 10.x); fp32: FP32 graphs.
 PRECISIONS = ("fp16-strongly-typed", "fp16", "fp32")
@@ -57,6 +57,7 @@ class Sidecar:
     build_date: str  # ISO 8601, UTC
     build_command: str  # the `streamsam build ...` line that rebuilds this engine
     format_version: int = field(default=FORMAT_VERSION)
+    max_streams: int = 1  # the frames profile's max: streams one MultiStreamTracker step holds
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:

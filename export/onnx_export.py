@@ -1,7 +1,7 @@
 """Export a SAM 2 model as the four ONNX graphs plus manifest.json, and check each graph before
 reporting success: onnx.checker, then ONNX Runtime (CPU) against PyTorch on the same inputs.
 
-Static shapes everywhere except the two symbolic axes of `streamsam.contracts` (objects, points):
+Static shapes everywhere except the symbolic axes of `streamsam.contracts` (frames, objects, points, slots):
 TensorRT profiles and the runtime's preallocated buffers are derived from the same contracts.
 """
 
@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from streamsam.contracts import (
+    FRAMES,
     IMAGE_ENCODER,
     MASK_DECODER,
     MEMORY_ATTENTION,
@@ -66,6 +67,7 @@ class ExportOptions:
     max_prompted_frames: int = 2
     check: bool = True  # run onnx.checker and ONNX Runtime parity before reporting success
     # Sizes of the symbolic axes for the example inputs (traced, then checked on ONNX Runtime).
+    example_frames: int = 2
     example_objects: int = 2
     example_points: int = 3
     # "float16": parameters rounded to float16 and stored so (half the size), computed in float32
@@ -91,17 +93,19 @@ def model_dims(config: Sam2Config, max_prompted_frames: int) -> ModelDims:
 
 
 def example_inputs(
-    contract: GraphContract, dims: ModelDims, objects: int, points: int, seed: int = 0, slots: dict[str, int] | None = None
+    contract: GraphContract, dims: ModelDims, objects: int, points: int, seed: int = 0, slots: dict[str, int] | None = None, frames: int = 2
 ) -> dict[str, np.ndarray]:
     """Plausible inputs for tracing and checking a graph: every branch of the graph is exercised
-    (valid and empty slots, objects present and absent, multimask on and off, with and without a mask).
-    Memory attention's slots at capacity unless `slots` says how many."""
+    (valid and empty slots, objects present and absent, multimask on and off, with and without a mask,
+    rows reading every frame). Memory attention's slots at capacity unless `slots` says how many."""
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
     for spec in contract.inputs:
-        shape = spec.concrete_shape(**{OBJECTS: objects, POINTS: points}, **(slots or dims.slot_capacity))
+        shape = spec.concrete_shape(**{FRAMES: frames, OBJECTS: objects, POINTS: points}, **(slots or dims.slot_capacity))
         name = spec.name
-        if name == "point_coords":
+        if name == "row_frame":
+            value = (np.arange(shape[0]) + 1) % frames  # not in order: a row's frame is not its index
+        elif name == "point_coords":
             value = rng.uniform(0, dims.image_size, shape)
         elif name == "point_labels":
             value = np.resize(np.array([1, 0, 2, 3, -1]), shape)
@@ -239,7 +243,7 @@ def export_model(
     for index, (name, contract) in enumerate(graph_contracts(dims).items(), start=1):
         start = time.perf_counter()
         wrapper = GRAPH_WRAPPERS[name](model).eval()
-        inputs = example_inputs(contract, dims, options.example_objects, options.example_points)
+        inputs = example_inputs(contract, dims, options.example_objects, options.example_points, frames=options.example_frames)
         path = out / f"{name}.onnx"
         export_graph(wrapper, contract, inputs, path, options.opset)
         if options.weights == "float16":
@@ -249,7 +253,10 @@ def export_model(
         if options.check:
             cases = [inputs]
             if MEMORY_SLOTS in contract.axes:
-                cases.append(example_inputs(contract, dims, options.example_objects, options.example_points, seed=1, slots=fewer_slots(dims)))
+                cases.append(example_inputs(contract, dims, options.example_objects, options.example_points, seed=1, slots=fewer_slots(dims),
+                                            frames=options.example_frames))  # fmt: skip
+            # One frame: what a single stream passes (the frames axis stayed symbolic).
+            cases.append(example_inputs(contract, dims, options.example_objects, options.example_points, seed=2, frames=1))
             errors = check_graph(path, wrapper, contract, cases)
         graphs[name] = GraphFile(file=path.name, sha256=file_sha256(path), size_bytes=path.stat().st_size, max_abs_error=errors)
         if progress is not None:

@@ -2,9 +2,12 @@
 
 The exporter names its ONNX inputs and outputs from here, the runtime allocates its buffers from here,
 the engine builder derives its TensorRT profiles from here, and the tests and the README table read it
-too. Shapes mix fixed sizes (ints, from the model's dimensions) and two symbolic axes:
+too. Shapes mix fixed sizes (ints, from the model's dimensions) and symbolic axes:
 
-- `objects`: the batch of tracked objects (the frame's own features keep batch 1 and broadcast);
+- `frames`: the frames of one call (one per stream: the multi-stream step encodes every stream's
+  frame in one image-encoder call; a single stream passes 1);
+- `objects`: the batch of tracked objects, of any of the call's frames: `row_frame` [objects] says
+  which frame's features each row reads (0 for a single stream);
 - `points`: prompt points per object (clicks, box corners as labels 2/3, padding as -1).
 
 Memory attention takes a fixed number of memory and pointer slots with validity flags, so a
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+FRAMES = "frames"
 OBJECTS = "objects"
 POINTS = "points"
 MEMORY_SLOTS = "memory_slots"
@@ -126,13 +130,14 @@ def graph_contracts(dims: ModelDims) -> dict[str, GraphContract]:
     """The four graphs' inputs and outputs for models of these dimensions."""
     s, d, mem, g, lr = dims.image_size, dims.d_model, dims.mem_dim, dims.feat_size, dims.low_res_size
     f32, i32, b = "float32", "int32", "bool"
-    high_res_0 = TensorSpec("high_res_feats_0", f32, (1, d // 8, 4 * g, 4 * g))
-    high_res_1 = TensorSpec("high_res_feats_1", f32, (1, d // 4, 2 * g, 2 * g))
-    image_embed = TensorSpec("image_embed", f32, (1, d, g, g))
+    high_res_0 = TensorSpec("high_res_feats_0", f32, (FRAMES, d // 8, 4 * g, 4 * g))
+    high_res_1 = TensorSpec("high_res_feats_1", f32, (FRAMES, d // 4, 2 * g, 2 * g))
+    image_embed = TensorSpec("image_embed", f32, (FRAMES, d, g, g))
+    row_frame = TensorSpec("row_frame", i32, (OBJECTS,))  # which of the call's frames each row reads
     contracts = [
         GraphContract(
             IMAGE_ENCODER,
-            inputs=(TensorSpec("image", f32, (1, 3, s, s)),),
+            inputs=(TensorSpec("image", f32, (FRAMES, 3, s, s)),),
             outputs=(high_res_0, high_res_1, image_embed),
         ),
         GraphContract(
@@ -147,6 +152,7 @@ def graph_contracts(dims: ModelDims) -> dict[str, GraphContract]:
                 # signed frame distance of each pointer divided by (max pointers - 1), as the official code
                 TensorSpec("obj_ptr_tpos", f32, (OBJECTS, POINTER_SLOTS)),
                 TensorSpec("obj_ptr_valid", b, (OBJECTS, POINTER_SLOTS)),
+                row_frame,
             ),
             outputs=(TensorSpec("conditioned_embed", f32, (OBJECTS, d, g, g)),),
         ),
@@ -162,6 +168,7 @@ def graph_contracts(dims: ModelDims) -> dict[str, GraphContract]:
                 TensorSpec("mask_input", f32, (OBJECTS, 1, lr, lr)),
                 TensorSpec("has_mask_input", f32, (OBJECTS, 1)),
                 TensorSpec("multimask_output", b, (OBJECTS,)),
+                row_frame,
             ),
             outputs=(
                 TensorSpec("low_res_multimasks", f32, (OBJECTS, 3, lr, lr)),
@@ -181,6 +188,7 @@ def graph_contracts(dims: ModelDims) -> dict[str, GraphContract]:
                 TensorSpec("high_res_masks", f32, (OBJECTS, 1, s, s)),
                 TensorSpec("object_score_logits", f32, (OBJECTS, 1)),
                 TensorSpec("is_mask_from_pts", b, (OBJECTS,)),
+                row_frame,
             ),
             outputs=(TensorSpec("maskmem_features", f32, (OBJECTS, mem, g, g)),),
         ),

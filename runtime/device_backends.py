@@ -159,6 +159,7 @@ class TensorRTBackend:
         self.manifest = folder.manifest
         self.max_objects = sidecars["memory_attention"].max_objects
         self.max_points = sidecars["mask_decoder"].max_points
+        self.max_frames = sidecars["image_encoder"].max_streams
         self._contracts = self.manifest.contracts
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)

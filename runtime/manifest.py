@@ -15,7 +15,7 @@ from .contracts import GRAPH_NAMES, GraphContract, ModelDims, graph_contracts
 from .errors import StreamSamError
 
 MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the frames axis and row_frame (multi-stream batching)
 
 
 @dataclass(frozen=True)

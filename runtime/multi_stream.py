@@ -1,11 +1,13 @@
 """MultiStreamTracker: SAM 2 on many live streams (cameras) in one process.
 
-Each stream is a StreamTracker of its own objects, memory bank and current frame, all on one
-backend (the graphs are loaded once). `track` takes a frame for each of some streams and runs them
-as one step: every stream's graphs run first, then every stream commits, so a frame that fails a
-check or a graph that fails leaves every stream as it was. A stream missing from the mapping (its
-source stalled) sits the step out and keeps its state and its current frame's features, so prompts
-on it still work.
+Each stream has its own objects, memory bank and current frame (stream_tracker.Stream), all on one
+pipeline: `track` takes a frame for each of some streams and runs them as one step
+(stream_tracker.track_streams, StreamTracker's step too): their frames in one image-encoder call,
+all their objects in one call of memory attention, the mask decoder and the memory encoder, each
+row reading its stream's frame. The step changes nothing until every graph ran, so a frame that
+fails a check or a graph that fails leaves every stream as it was. A stream missing from the
+mapping (its source stalled) sits the step out and keeps its state and its current frame's
+features, so prompts on it still work.
 
 A stream's `StreamState` is a picklable snapshot (its memory bank's filled slots as bfloat16 bits,
 its objects' prompt bookkeeping, its current frame's logits): `add_stream(id, state)` resumes it in
@@ -22,11 +24,14 @@ from typing import Hashable, Mapping
 import numpy as np
 
 from .backend import Backend, as_backend
-from .checks import check_frame, check_int, check_options
+from .checks import (check_box, check_flag, check_frame, check_has_frame, check_int, check_known_object, check_mask,
+                     check_object_slot, check_options, check_points)
 from .errors import InputError, StreamSamError
 from .memory_bank import from_bfloat16_bits, to_bfloat16_bits
+from .pipeline import Pipeline
+from .prompts import box_prompt
 from .results import FrameResult
-from .stream_tracker import StreamTracker, _ObjectState
+from .stream_tracker import Stream, _ObjectState, device_guard, track_streams
 from .track_step import DEFAULT_FILL_HOLE_AREA
 
 
@@ -75,8 +80,8 @@ class StreamState:
         return sum(o.nbytes for o in self.objects) + 64
 
 
-def _model_key(tracker: StreamTracker) -> tuple[int, ...]:
-    d = tracker.dims
+def _model_key(stream: Stream) -> tuple[int, ...]:
+    d = stream.dims
     return (d.image_size, d.d_model, d.mem_dim, d.num_maskmem, d.memory_slots, d.pointer_slots)
 
 
@@ -98,13 +103,19 @@ class MultiStreamTracker:
         fill_hole_area: int = DEFAULT_FILL_HOLE_AREA,
         resize: str = "pil_bicubic",
     ) -> None:
-        """`graphs`: a folder written by `streamsam export`, or a Backend (shared by every stream).
-        `max_objects` is per stream."""
+        """`graphs`: a folder written by `streamsam export`, or a Backend. `max_objects` is per
+        stream: one call holds up to max_streams x max_objects rows (on TensorRT, the engines'
+        objects profile must reach that, and their frames profile max_streams)."""
         self.max_streams = check_int(max_streams, "max_streams", minimum=1)
         self.max_objects, self.fill_hole_area = check_options(max_objects, fill_hole_area, resize)
-        self.resize = resize
         self.backend, self._owns_backend = as_backend(graphs)
-        self._streams: dict[Hashable, StreamTracker] = {}  # in the order added
+        try:
+            self.pipeline = Pipeline(self.backend, self.max_streams * self.max_objects, resize, max_frames=self.max_streams)
+        except BaseException:
+            if self._owns_backend:
+                self.backend.close()
+            raise
+        self._streams: dict[Hashable, Stream] = {}  # in the order added
         self._needs_frame: set = set()  # streams resumed from a snapshot: no features until a frame
         self._closed: StreamSamError | None = None
 
@@ -119,9 +130,10 @@ class MultiStreamTracker:
         if self._closed is None:
             self._closed = InputError("MultiStreamTracker | received a call after close(); expected an open tracker. "
                                       "Open a new MultiStreamTracker")  # fmt: skip
-            for tracker in self._streams.values():
-                tracker.close()
+            for stream in self._streams.values():
+                stream.close()
             self._streams.clear()
+            self.pipeline.close()
             if self._owns_backend:
                 self.backend.close()
 
@@ -146,21 +158,22 @@ class MultiStreamTracker:
         if state is not None and not isinstance(state, StreamState):
             raise InputError(f"add_stream {stream_id!r} | received state of type {type(state).__name__}; expected a StreamState "
                              "(MultiStreamTracker.state) or None")  # fmt: skip
-        tracker = StreamTracker(self.backend, self.max_objects, self.fill_hole_area, self.resize)
+        used = {s.slot for s in self._streams.values()}
+        slot = min(set(range(self.max_streams)) - used)
+        stream = Stream(self.pipeline, self.max_objects, self.fill_hole_area, slot)
         try:
             if state is not None:
-                _restore(tracker, state, stream_id)
+                _restore(stream, state, stream_id)
         except BaseException:
-            tracker.close()
+            stream.close()
             raise
-        self._streams[stream_id] = tracker
+        self._streams[stream_id] = stream
         if state is not None:
             self._needs_frame.add(stream_id)
 
     def remove_stream(self, stream_id: Hashable) -> None:
         """Close a stream and free its buffers; its id can be added again."""
-        tracker = self._stream(stream_id)
-        tracker.close()
+        self._stream(stream_id).close()
         del self._streams[stream_id]
         self._needs_frame.discard(stream_id)
 
@@ -169,10 +182,9 @@ class MultiStreamTracker:
         return _snapshot(self._stream(stream_id))
 
     def stream_nbytes(self, stream_id: Hashable) -> int:
-        """The memory the stream holds: its memory bank, its buffers and its current frame's outputs."""
-        tracker = self._stream(stream_id)
-        extra = sum(a.nbytes for a in (tracker._logits, tracker._ious, tracker._scores))
-        return tracker.bank.nbytes + tracker.pipeline.nbytes + extra
+        """The memory the stream holds: its memory bank, its current frame's outputs and its frame's
+        features (in both of the pipeline's buffers). The pipeline's other buffers are shared."""
+        return self._stream(stream_id).nbytes
 
     # -- frames
 
@@ -185,28 +197,49 @@ class MultiStreamTracker:
                              "(H x W x 3 uint8 RGB), e.g. {'cam0': frame}")  # fmt: skip
         checked = {}
         for stream_id, frame in frames.items():
-            tracker = self._stream(stream_id)
-            checked[stream_id] = check_frame(frame, tracker._frame_size, subject=f"frame of stream {stream_id!r}")
-        commits = [self._streams[s]._run_frame(frame) for s, frame in checked.items()]
-        # Every stream's graphs ran: commit them all.
-        for commit in commits:
-            commit()
+            stream = self._stream(stream_id)
+            checked[stream_id] = check_frame(frame, stream.frame_size, subject=f"frame of stream {stream_id!r}")
+        if checked:
+            streams = [self._streams[s] for s in checked]
+            with device_guard(self):
+                track_streams(self.pipeline, streams, list(checked.values()), [s.slot for s in self._streams.values()])()
         self._needs_frame.difference_update(checked)
-        return {s: self._streams[s]._result() for s in checked}
+        return {s: self._streams[s].result() for s in checked}
 
     # -- prompts, on a stream's current frame
 
     def add_points(self, stream_id: Hashable, obj_id: int, points, labels=None, clear_old_points: bool = True) -> FrameResult:
-        return self._prompted(stream_id).add_points(obj_id, points, labels, clear_old_points)
+        """Clicks on the stream's current frame, as StreamTracker.add_points."""
+        stream = self._prompted(stream_id)
+        size = check_has_frame(stream.frame_size)
+        obj_id = check_object_slot(obj_id, stream.object_ids, self.max_objects)
+        pts, lbl = check_points(points, labels, size, required=True)
+        clear_old_points = check_flag(clear_old_points, "clear_old_points")
+        with device_guard(self):
+            return stream.prompt_points(obj_id, pts, lbl, clear_old_points)
 
     def add_box(self, stream_id: Hashable, obj_id: int, box, points=None, labels=None) -> FrameResult:
-        return self._prompted(stream_id).add_box(obj_id, box, points, labels)
+        """A box (and clicks) on the stream's current frame, as StreamTracker.add_box."""
+        stream = self._prompted(stream_id)
+        size = check_has_frame(stream.frame_size)
+        obj_id = check_object_slot(obj_id, stream.object_ids, self.max_objects)
+        corners, corner_labels = box_prompt(check_box(box, size))
+        pts, lbl = check_points(points, labels, size)
+        with device_guard(self):
+            return stream.prompt_points(obj_id, np.concatenate([corners, pts]), np.concatenate([corner_labels, lbl]), True)
 
     def add_mask(self, stream_id: Hashable, obj_id: int, mask) -> FrameResult:
-        return self._prompted(stream_id).add_mask(obj_id, mask)
+        """A mask on the stream's current frame, as StreamTracker.add_mask."""
+        stream = self._prompted(stream_id)
+        size = check_has_frame(stream.frame_size)
+        obj_id = check_object_slot(obj_id, stream.object_ids, self.max_objects)
+        mask = check_mask(mask, size, f"add_mask object {obj_id}")
+        with device_guard(self):
+            return stream.prompt_mask(obj_id, mask)
 
     def remove_object(self, stream_id: Hashable, obj_id: int) -> None:
-        self._stream(stream_id).remove_object(obj_id)
+        stream = self._stream(stream_id)
+        stream.remove_object(check_known_object(obj_id, stream.object_ids))
 
     def result(self, stream_id: Hashable) -> FrameResult:
         return self._stream(stream_id).result()
@@ -217,7 +250,7 @@ class MultiStreamTracker:
         if self._closed is not None:
             raise self._closed
 
-    def _stream(self, stream_id: Hashable) -> StreamTracker:
+    def _stream(self, stream_id: Hashable) -> Stream:
         self._require_open()
         try:
             return self._streams[stream_id]
@@ -225,14 +258,14 @@ class MultiStreamTracker:
             raise InputError(f"stream id | received {stream_id!r}; expected one of the open streams {list(self._streams)}. "
                              "Open it with add_stream first") from None  # fmt: skip
 
-    def _prompted(self, stream_id: Hashable) -> StreamTracker:
-        tracker = self._stream(stream_id)
+    def _prompted(self, stream_id: Hashable) -> Stream:
+        stream = self._stream(stream_id)
         if stream_id in self._needs_frame:
             raise InputError(
                 f"prompt on stream {stream_id!r} | received a prompt on a stream resumed from a snapshot before its next frame; "
                 "expected a frame first (a snapshot keeps no image features). Call track() with a frame for this stream, then prompt"
             )
-        return tracker
+        return stream
 
 
 def _check_hashable(stream_id: object) -> None:
@@ -243,16 +276,16 @@ def _check_hashable(stream_id: object) -> None:
                          "(a string or an integer, say)") from None  # fmt: skip
 
 
-def _snapshot(tracker: StreamTracker) -> StreamState:
-    """The tracker's stream as plain arrays (downloaded from the device on the device path)."""
-    bank, objects = tracker.bank, []
-    for row, obj_id in enumerate(tracker.object_ids):
-        state = tracker._objects[obj_id]
+def _snapshot(stream: Stream) -> StreamState:
+    """The stream as plain arrays (downloaded from the device on the device path)."""
+    bank, objects = stream.bank, []
+    d, g = stream.dims, stream.dims.feat_size
+    for row, obj_id in enumerate(stream.object_ids):
+        state = stream.objects[obj_id]
         mem_slots = np.flatnonzero(bank.memory_frame[row] >= 0)
         ptr_slots = np.flatnonzero(bank.ptr_frame[row] >= 0)
         memories = [to_bfloat16_bits(np.asarray(bank.memory[row, int(s)], np.float32)) for s in mem_slots]
         pointers = [np.asarray(bank.obj_ptrs[row, int(s)], np.float32) for s in ptr_slots]
-        d, g = tracker.dims, tracker.dims.feat_size
         objects.append(ObjectSnapshot(
             obj_id=obj_id,
             tracked_frame=state.tracked_frame,
@@ -266,24 +299,24 @@ def _snapshot(tracker: StreamTracker) -> StreamState:
             pointer_frames=bank.ptr_frame[row, ptr_slots].copy(),
             pointers=np.stack(pointers) if pointers else np.zeros((0, d.d_model), np.float32),
             prompt_age=bank._prompt_age[row].copy(),
-            logits=tracker._logits[row].copy(),
-            iou=float(tracker._ious[row]),
-            score=float(tracker._scores[row]),
+            logits=stream.logits[row].copy(),
+            iou=float(stream.ious[row]),
+            score=float(stream.scores[row]),
         ))  # fmt: skip
-    return StreamState(tracker.frame_index, tracker._frame_size, tuple(tracker.object_ids), tuple(objects), _model_key(tracker))
+    return StreamState(stream.frame_index, stream.frame_size, tuple(stream.object_ids), tuple(objects), _model_key(stream))
 
 
-def _restore(tracker: StreamTracker, state: StreamState, stream_id: Hashable) -> None:
-    """Load a snapshot into a fresh tracker (checked first: a snapshot of other graphs or of more
-    objects than the tracker holds is refused)."""
+def _restore(stream: Stream, state: StreamState, stream_id: Hashable) -> None:
+    """Load a snapshot into a fresh stream (checked first: a snapshot of other graphs or of more
+    objects than a stream holds is refused)."""
     subject = f"add_stream {stream_id!r} state"
-    if state.model != _model_key(tracker):
-        raise InputError(f"{subject} | received a snapshot of graphs with sizes {state.model}; expected {_model_key(tracker)} "
+    if state.model != _model_key(stream):
+        raise InputError(f"{subject} | received a snapshot of graphs with sizes {state.model}; expected {_model_key(stream)} "
                          "(image size, d_model, mem_dim, num_maskmem, memory and pointer slots). Resume it on the graphs it was taken on")  # fmt: skip
-    if len(state.objects) > tracker.max_objects:
-        raise InputError(f"{subject} | received {len(state.objects)} objects; expected at most max_objects={tracker.max_objects}. "
+    if len(state.objects) > stream.max_objects:
+        raise InputError(f"{subject} | received {len(state.objects)} objects; expected at most max_objects={stream.max_objects}. "
                          "Open the MultiStreamTracker with a larger max_objects")  # fmt: skip
-    bank = tracker.bank
+    bank = stream.bank
     for row, obj in enumerate(state.objects):
         for slot, frame, bits in zip(obj.memory_slots, obj.memory_frames, obj.memories):
             bank.memory[row, int(slot)] = from_bfloat16_bits(bits)
@@ -292,8 +325,8 @@ def _restore(tracker: StreamTracker, state: StreamState, stream_id: Hashable) ->
             bank.obj_ptrs[row, int(slot)] = pointer
             bank.ptr_frame[row, int(slot)] = frame
         bank._prompt_age[row] = obj.prompt_age
-        tracker._logits[row], tracker._ious[row], tracker._scores[row] = obj.logits, obj.iou, obj.score
-        tracker.object_ids.append(obj.obj_id)
-        tracker._objects[obj.obj_id] = _ObjectState(obj.tracked_frame, obj.points.copy(), obj.labels.copy(), obj.has_output)
+        stream.logits[row], stream.ious[row], stream.scores[row] = obj.logits, obj.iou, obj.score
+        stream.object_ids.append(obj.obj_id)
+        stream.objects[obj.obj_id] = _ObjectState(obj.tracked_frame, obj.points.copy(), obj.labels.copy(), obj.has_output)
     bank._prompt_counter = max([int(o.prompt_age.max(initial=0)) for o in state.objects], default=0)
-    tracker.frame_index, tracker._frame_size = state.frame_index, state.frame_size
+    stream.frame_index, stream.frame_size = state.frame_index, state.frame_size

@@ -1,7 +1,10 @@
 """The four graphs over buffers allocated once: what every session runs, on every backend.
 
 Rows are objects: a session keeps its objects in rows 0..n-1 and runs a graph on a slice of rows,
-so all objects go through one call per graph. Every buffer is allocated here, at open, for
+so all objects go through one call per graph. A call's frames are the contracts' `frames` axis:
+the image encoder encodes several frames (one per stream) in one call, and each row of the other
+graphs reads the features of its own frame (`row_frame`; 0 where there is one frame). Every buffer
+is allocated here, at open, for
 `max_objects`, from the backend's array namespace: numpy on the CPU (memory_bank.NUMPY), the
 backend's arena on the device path (arena.Arena: DeviceArrays in CUDA memory, or in host memory
 where CI runs it). A step only writes into them; what differs between the two is:
@@ -17,7 +20,10 @@ where CI runs it). A step only writes into them; what differs between the two is
   uploaded on the device path.
 
 The image encoder writes into one of two feature buffers, so a frame whose later graphs fail
-leaves the current frame's features as they were (the session keeps the one it committed).
+leaves the current frame's features as they were (the session keeps the one it committed). The
+current buffer holds each stream's current frame at the stream's slot (`commit_features`): a step
+over every stream swaps the two, a step over some streams copies theirs in, so a stream that sits
+a step out keeps its frame's features for its prompts.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from .backend import Backend
-from .contracts import IMAGE_ENCODER, LABEL_PADDING, MASK_DECODER, MEMORY_ATTENTION, MEMORY_ENCODER
+from .contracts import FRAMES, IMAGE_ENCODER, LABEL_PADDING, MASK_DECODER, MEMORY_ATTENTION, MEMORY_ENCODER
 from .errors import GraphError, InputError
 from .image_ops import preprocess_frame
 from .memory_bank import NUMPY, MemorySources
@@ -35,7 +41,15 @@ from .memory_bank import NUMPY, MemorySources
 SLOT_POLICIES = ("filled", "capacity")
 HOST_MAX_POINTS = 64  # per object, where the backend sets no limit (TensorRT's points profile does)
 
-Features = dict  # the image encoder's outputs: image_embed, high_res_feats_0, high_res_feats_1
+
+
+class Features(dict):
+    """The image encoder's outputs (image_embed, high_res_feats_0, high_res_feats_1), [frames, ...]
+    views of one of the pipeline's two feature buffers (`buffer`: which)."""
+
+    def __init__(self, arrays: dict, buffer: int) -> None:
+        super().__init__(arrays)
+        self.buffer = buffer
 
 
 def model_constants(constants: dict) -> tuple[np.ndarray, np.float32, np.ndarray, np.ndarray]:
@@ -50,14 +64,21 @@ def model_constants(constants: dict) -> tuple[np.ndarray, np.float32, np.ndarray
 
 
 class Pipeline:
-    def __init__(self, backend: Backend, max_objects: int, resize: str = "pil_bicubic") -> None:
+    def __init__(self, backend: Backend, max_objects: int, resize: str = "pil_bicubic", max_frames: int = 1) -> None:
+        """`max_objects`: rows of one call (all streams' objects); `max_frames`: frames of one call (streams)."""
         engine_objects = getattr(backend, "max_objects", None)
         if engine_objects is not None and max_objects > engine_objects:
             raise InputError(
                 f"max_objects | received {max_objects}; expected at most {engine_objects}, the engines' objects "
                 f"profile. Open the session with max_objects <= {engine_objects}, or rebuild with streamsam build --max-objects {max_objects}"
             )
-        self.backend, self.resize, self.max_objects = backend, resize, max_objects
+        engine_frames = getattr(backend, "max_frames", None)
+        if engine_frames is not None and max_frames > engine_frames:
+            raise InputError(
+                f"max_streams | received {max_frames}; expected at most {engine_frames}, the engines' frames profile. "
+                f"Open the session with max_streams <= {engine_frames}, or rebuild with streamsam build --max-streams {max_frames}"
+            )
+        self.backend, self.resize, self.max_objects, self.max_frames = backend, resize, max_objects, max_frames
         self.arrays = getattr(backend, "arena", None) or NUMPY
         self.slot_policy = getattr(backend, "slot_policy", "filled")
         if self.slot_policy not in SLOT_POLICIES:
@@ -69,15 +90,17 @@ class Pipeline:
 
         def alloc(graph: str, io: str) -> dict:
             specs = contracts[graph].inputs if io == "in" else contracts[graph].outputs
-            shape = dict(objects=max_objects, points=self.max_points, **dims.slot_capacity)
+            shape = dict(objects=max_objects, points=self.max_points, frames=max_frames, **dims.slot_capacity)
             return {s.name: self._zeros(s.concrete_shape(**shape), s.dtype) for s in specs}
 
-        image_shape = contracts[IMAGE_ENCODER].inputs[0].shape
+        image_shape = contracts[IMAGE_ENCODER].inputs[0].concrete_shape(**{FRAMES: max_frames})
         self.image = self._zeros(image_shape, np.float32)
         self.host_image = self.image if isinstance(self.image, np.ndarray) else np.zeros(image_shape, np.float32)
-        self._encoded = (alloc(IMAGE_ENCODER, "out"), alloc(IMAGE_ENCODER, "out"))
-        self.features: Features = self._encoded[0]  # the current frame's, as the session committed them
-        self.attention_in = {k: v for k, v in alloc(MEMORY_ATTENTION, "in").items() if k != "image_embed"}
+        self._encoded = (Features(alloc(IMAGE_ENCODER, "out"), 0), Features(alloc(IMAGE_ENCODER, "out"), 1))
+        self.features: Features = self._encoded[0]  # the current frames', as the sessions committed them
+        # Which frame each row reads: one buffer, the same for the three graphs that take it.
+        self.row_frame = self._zeros((max_objects,), np.int32)
+        self.attention_in = {k: v for k, v in alloc(MEMORY_ATTENTION, "in").items() if k not in ("image_embed", "row_frame")}
         self.conditioned = alloc(MEMORY_ATTENTION, "out")["conditioned_embed"]
         self.decoder_in = alloc(MASK_DECODER, "in")
         self.decoder_out = alloc(MASK_DECODER, "out")
@@ -105,29 +128,63 @@ class Pipeline:
 
     # -- the four graphs
 
-    def encode_image(self, frame: np.ndarray) -> Features:
-        """Run the image encoder on an RGB uint8 frame into the feature buffers the current frame
-        does not use; the session makes them current (`self.features = ...`) once its step is done."""
-        spare = self._encoded[1] if self.features is self._encoded[0] else self._encoded[0]
-        preprocess_frame(frame, self.host_image, self.resize)
-        if self.image is not self.host_image:
-            self.image[...] = self.host_image
-        self._run(IMAGE_ENCODER, {"image": self.image}, spare)
-        return spare
+    @property
+    def frame_nbytes(self) -> int:
+        """The features of one frame (in each of the two buffers)."""
+        return sum(v.nbytes for v in self.features.values()) // self.max_frames
 
-    def attend(self, features: Features, rows: slice, sources: Sequence[MemorySources]):
-        """Memory attention for `rows`, each reading its own sources -> conditioned features [n, d, g, g]."""
+    def encode_image(self, frames) -> Features:
+        """Run the image encoder on RGB uint8 frames (one, or a sequence: one call for all) into the
+        feature buffers the current frames do not use; returns [len(frames), ...] views of them.
+        The session makes them current (`self.features = ...` or `commit_features`) once its step is done."""
+        frames = [frames] if isinstance(frames, np.ndarray) else list(frames)
+        k = len(frames)
+        spare = self._encoded[1 - self.features.buffer]
+        for i, frame in enumerate(frames):
+            preprocess_frame(frame, self.host_image[i : i + 1], self.resize)
+        image = self.arrays.leading(self.image, (k,) + tuple(self.image.shape[1:]))
+        if self.image is not self.host_image:
+            image[...] = self.host_image[:k]
+        out = Features({name: self.arrays.leading(v, (k,) + tuple(v.shape[1:])) for name, v in spare.items()}, spare.buffer)
+        self._run(IMAGE_ENCODER, {"image": image}, out)
+        return out
+
+    def commit_features(self, features: Features, slots: Sequence[int], occupied: Sequence[int]) -> None:
+        """Make a step's frames current: frame i of `features` becomes the current frame of slot
+        `slots[i]`. When the step holds every occupied slot in order (one stream, or every stream),
+        the buffers swap; otherwise the step's frames are copied into their slots of the current
+        buffer, so the slots that sat the step out keep theirs."""
+        spare = self._encoded[features.buffer]
+        if list(slots) == list(range(len(slots))) and set(occupied) <= set(slots):
+            self.features = spare
+            return
+        current = self.features
+        for i, slot in enumerate(slots):
+            for name in current:
+                current[name][slot] = features[name][i]
+
+    def _rows_read(self, rows: slice, row_frame) -> dict:
+        """The row_frame input of a call on `rows` (an int: every row reads that frame)."""
+        n = rows.stop - rows.start
+        staged = self.arrays.leading(self.row_frame, (n,))
+        staged[...] = np.broadcast_to(np.asarray(row_frame, np.int32), (n,))
+        return {"row_frame": staged}
+
+    def attend(self, features: Features, rows: slice, sources: Sequence[MemorySources], row_frame=0):
+        """Memory attention for `rows`, each reading its own sources and its frame (`row_frame`: an
+        int for all rows, or one per row) -> conditioned features [n, d, g, g]."""
         n = rows.stop - rows.start
         out = self.conditioned[rows]
         memories = max(len(s.memories) for s in sources)
         pointers = max(len(s.pointers) for s in sources)
         if memories == 0 and pointers == 0 and isinstance(out, np.ndarray):
             # Initial prompted frames only: the graph would add no_mem_embed and nothing else.
-            np.add(features["image_embed"], self.no_mem_embed, out=out)
+            frame_of_row = np.broadcast_to(np.asarray(row_frame), (n,))
+            np.add(features["image_embed"][frame_of_row], self.no_mem_embed, out=out)
             return out
         if self.slot_policy == "capacity":
             memories, pointers = self.dims.memory_slots, self.dims.pointer_slots
-        inputs = {"image_embed": features["image_embed"]}
+        inputs = {"image_embed": features["image_embed"], **self._rows_read(rows, row_frame)}
         inputs.update(self._gather("memory", "memory_tpos", "memory_valid", [s.memories for s in sources], n, max(memories, 1)))
         inputs.update(self._gather("obj_ptrs", "obj_ptr_tpos", "obj_ptr_valid", [s.pointers for s in sources], n, max(pointers, 1)))
         self._run(MEMORY_ATTENTION, inputs, {"conditioned_embed": out})
@@ -149,10 +206,11 @@ class Pipeline:
         staged_tpos[...], staged_valid[...] = host_tpos, host_valid
         return {values: staged, tpos: staged_tpos, valid: staged_valid}
 
-    def decode(self, features: Features, rows: slice, conditioned, point_coords, point_labels, mask_input, multimask: bool) -> dict:
-        """The mask decoder for `rows` on `conditioned` features. Without points, one padding point
-        (as the official model); `point_coords` [n, k, 2] are in model input pixels, host arrays like
-        `mask_input`. Returns views of the output buffers."""
+    def decode(self, features: Features, rows: slice, conditioned, point_coords, point_labels, mask_input, multimask: bool, row_frame=0) -> dict:
+        """The mask decoder for `rows` on `conditioned` features (and their frames' high-res features,
+        `row_frame` as in attend). Without points, one padding point (as the official model);
+        `point_coords` [n, k, 2] are in model input pixels, host arrays like `mask_input`. Returns
+        views of the output buffers."""
         n = rows.stop - rows.start
         if point_coords is None:
             point_coords = np.zeros((n, 1, 2), np.float32)
@@ -175,6 +233,7 @@ class Pipeline:
             "mask_input": self.decoder_in["mask_input"][rows],
             "has_mask_input": self.decoder_in["has_mask_input"][rows],
             "multimask_output": self.decoder_in["multimask_output"][rows],
+            **self._rows_read(rows, row_frame),
         }
         if mask_input is not None:
             inputs["mask_input"][...] = np.asarray(mask_input, np.float32)
@@ -184,10 +243,11 @@ class Pipeline:
         self._run(MASK_DECODER, inputs, outputs)
         return outputs
 
-    def encode_memory(self, features: Features, rows: slice, from_points: bool, high_res_masks=None, object_score_logits=None):
-        """The memory encoder for `rows` on the frame's own (unconditioned) features: of the mask
+    def encode_memory(self, features: Features, rows: slice, from_points: bool, high_res_masks=None, object_score_logits=None, row_frame=0):
+        """The memory encoder for `rows` on their frames' own (unconditioned) features: of the mask
         decoder's last outputs for these rows, or of host arrays (a prompt's upsampled mask and score)."""
-        inputs = {"image_embed": features["image_embed"], "is_mask_from_pts": self.memory_in["is_mask_from_pts"][rows]}
+        inputs = {"image_embed": features["image_embed"], "is_mask_from_pts": self.memory_in["is_mask_from_pts"][rows],
+                  **self._rows_read(rows, row_frame)}  # fmt: skip
         inputs["is_mask_from_pts"][...] = np.bool_(from_points)
         if high_res_masks is None:
             inputs["high_res_masks"] = self.decoder_out["high_res_masks"][rows]

@@ -45,11 +45,12 @@ class StepOutput:
     memories: Any = None
 
 
-def track_step(pipeline: Pipeline, features: Features, rows: slice, sources: Sequence[MemorySources], fill_hole_area: int) -> StepOutput:
-    """A tracked frame for `rows`, each row reading its own memories."""
-    conditioned = pipeline.attend(features, rows, sources)
-    out = pipeline.decode(features, rows, conditioned, None, None, None, multimask=True)
-    memories = pipeline.encode_memory(features, rows, from_points=False)
+def track_step(pipeline: Pipeline, features: Features, rows: slice, sources: Sequence[MemorySources], fill_hole_area: int, row_frame=0) -> StepOutput:
+    """A tracked frame for `rows`, each row reading its own memories and its own frame of
+    `features` (`row_frame` [n], or an int for all: the streams of a multi-stream step)."""
+    conditioned = pipeline.attend(features, rows, sources, row_frame)
+    out = pipeline.decode(features, rows, conditioned, None, None, None, multimask=True, row_frame=row_frame)
+    memories = pipeline.encode_memory(features, rows, from_points=False, row_frame=row_frame)
     return _read(out, fill_hole_area, memories)
 
 
@@ -62,17 +63,20 @@ def prompt_step(
     labels: np.ndarray,
     prev_logits: np.ndarray | None,
     fill_hole_area: int,
+    frame: int = 0,
 ) -> StepOutput:
-    """Clicks / box corners `coords` [k, 2] (model pixels) with `labels` [k] on one object.
-    `prev_logits` [h, w]: the object's current logits on this frame, fed back as a mask prompt."""
+    """Clicks / box corners `coords` [k, 2] (model pixels) with `labels` [k] on one object, on
+    frame `frame` of `features`. `prev_logits` [h, w]: the object's current logits on this frame,
+    fed back as a mask prompt."""
     rows = slice(row, row + 1)
-    conditioned = pipeline.attend(features, rows, [sources])
+    conditioned = pipeline.attend(features, rows, [sources], frame)
     mask_input = None if prev_logits is None else prev_logits[None, None]
-    out = pipeline.decode(features, rows, conditioned, coords[None], labels[None], mask_input, multimask=len(labels) <= MULTIMASK_MAX_POINTS)
+    out = pipeline.decode(features, rows, conditioned, coords[None], labels[None], mask_input,
+                          multimask=len(labels) <= MULTIMASK_MAX_POINTS, row_frame=frame)  # fmt: skip
     return _read(out, fill_hole_area)
 
 
-def mask_step(pipeline: Pipeline, features: Features, row: int, mask: np.ndarray, fill_hole_area: int) -> StepOutput:
+def mask_step(pipeline: Pipeline, features: Features, row: int, mask: np.ndarray, fill_hole_area: int, frame: int = 0) -> StepOutput:
     """A mask (any 2-D array, cast to bool as the official predictor does) as the object's output.
     The decoder runs on the frame's own features only for the object pointer."""
     s, lr = pipeline.dims.image_size, pipeline.dims.low_res_size
@@ -82,19 +86,19 @@ def mask_step(pipeline: Pipeline, features: Features, row: int, mask: np.ndarray
     present = bool(mask_s.any())
     rows = slice(row, row + 1)
     mask_input = pipeline.downsample_mask_prompt(mask_s)[None, None]
-    out = pipeline.decode(features, rows, features["image_embed"], None, None, mask_input, multimask=False)
+    out = pipeline.decode(features, rows, features["image_embed"][frame : frame + 1], None, None, mask_input, multimask=False, row_frame=frame)
     low = fill_holes(antialias_resize(mask_s * MASK_PROMPT_SCALE + MASK_PROMPT_BIAS, lr, lr)[None], fill_hole_area)
     score = MASK_PROMPT_SCALE + MASK_PROMPT_BIAS if present else MASK_PROMPT_BIAS
     obj_ptrs = out["obj_ptr"] if present else pipeline.no_obj_ptr[None]
     return StepOutput(low, np.ones(1, np.float32), np.array([score], np.float32), obj_ptrs)
 
 
-def encode_prompted_memory(pipeline: Pipeline, features: Features, row: int, low_res: np.ndarray, score: float):
-    """The memory of a prompted frame from its hole-filled logits [h, w]: [1, mem, g, g]."""
+def encode_prompted_memory(pipeline: Pipeline, features: Features, row: int, low_res: np.ndarray, score: float, frame: int = 0):
+    """The memory of a prompted frame (frame `frame` of `features`) from its hole-filled logits [h, w]: [1, mem, g, g]."""
     s = pipeline.dims.image_size
     high = antialias_resize(low_res, s, s)[None, None]  # = bilinear upsampling, exact
     return pipeline.encode_memory(features, slice(row, row + 1), from_points=True, high_res_masks=high,
-                                  object_score_logits=np.array([[score]], np.float32))  # fmt: skip
+                                  object_score_logits=np.array([[score]], np.float32), row_frame=frame)  # fmt: skip
 
 
 def _read(out: dict, fill_hole_area: int, memories=None) -> StepOutput:

@@ -16,10 +16,10 @@ def test_tiny_1024_shapes_match_the_published_model():
     c = graph_contracts(TINY_1024)
     assert list(c) == list(GRAPH_NAMES)
     enc = c["image_encoder"]
-    assert enc.tensor("image").shape == (1, 3, 1024, 1024)
-    assert enc.tensor("high_res_feats_0").shape == (1, 32, 256, 256)
-    assert enc.tensor("high_res_feats_1").shape == (1, 64, 128, 128)
-    assert enc.tensor("image_embed").shape == (1, 256, 64, 64)
+    assert enc.tensor("image").concrete_shape(frames=1) == (1, 3, 1024, 1024)
+    assert enc.tensor("high_res_feats_0").concrete_shape(frames=1) == (1, 32, 256, 256)
+    assert enc.tensor("high_res_feats_1").concrete_shape(frames=1) == (1, 64, 128, 128)
+    assert enc.tensor("image_embed").concrete_shape(frames=1) == (1, 256, 64, 64)
     att = c["memory_attention"]
     assert att.tensor("memory").shape == ("objects", "memory_slots", 64, 64, 64)
     assert att.tensor("obj_ptrs").shape == ("objects", "pointer_slots", 256)
@@ -64,3 +64,24 @@ def test_manifest_round_trip_and_missing_folder(tmp_path):
     assert read_manifest(tmp_path) == manifest
     with pytest.raises(StreamSamError, match="streamsam export"):
         read_manifest(tmp_path / "nowhere")
+
+
+def test_a_folder_of_the_previous_format_asks_for_a_re_export(tmp_path):
+    """Format 1 had no frames axis and no row_frame: its graphs cannot run a multi-stream step."""
+    import json
+
+    files = {g: GraphFile(f"{g}.onnx", "0" * 64, 1, {}) for g in GRAPH_NAMES}
+    Manifest(config={"name": "x"}, dims=TINY_1024, graphs=files, opset=17, versions={}).write(tmp_path)
+    data = json.loads((tmp_path / "manifest.json").read_text())
+    data["format_version"] = 1
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(StreamSamError, match="received format_version 1; expected 2. Re-export the graphs"):
+        read_manifest(tmp_path)
+
+
+def test_every_graph_reads_frames_and_each_row_names_its_frame():
+    c = graph_contracts(TINY_1024)
+    assert c["image_encoder"].tensor("image").shape == ("frames", 3, 1024, 1024)
+    for graph in ("memory_attention", "mask_decoder", "memory_encoder"):
+        assert c[graph].tensor("row_frame").shape == ("objects",) and c[graph].tensor("row_frame").dtype == "int32"
+    assert c["mask_decoder"].tensor("high_res_feats_0").shape[0] == "frames"

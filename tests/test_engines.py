@@ -62,11 +62,13 @@ def test_profiles_follow_the_contracts(dims):
                     assert (a, b, c) == (1, 2, 4), spec.name
                 elif axis == POINTS:
                     assert (a, b, c) == (1, 1, 16), spec.name
+                elif axis == "frames":  # one stream by default: max_streams 1
+                    assert (a, b, c) == (1, 1, 1), spec.name
                 elif axis in dims.slot_capacity:  # static at capacity: the device path passes whole rings
                     assert a == b == c == dims.slot_capacity[axis], spec.name
                 else:
                     assert a == b == c == axis, spec.name
-    # Static shapes where TensorRT needs them (docs/design.md, "Engines"): the image encoder entirely, memory attention's slots.
+    # Static shapes where TensorRT needs them (docs/design.md, "Engines"): the image encoder entirely at one stream, memory attention's slots.
     assert all(lo == hi for lo, _, hi in profiles["image_encoder"].shapes.values())
     attention = profiles[MEMORY_ATTENTION].shapes
     assert attention["memory"][0][1:] == attention["memory"][2][1:] == (dims.memory_slots, dims.mem_dim, dims.feat_size, dims.feat_size)
@@ -397,3 +399,12 @@ def test_build_real_engines_for_the_reduced_graphs(reduced_graphs, tmp_path):
         check_sidecar(sidecar, trt.__version__, device.name, device.compute_capability, folder.sha256[graph])
         assert sidecar.profiles == [graph_profiles(folder.manifest.dims, 2, 4)[graph].to_json()]
     assert (out / timing_cache_name(device.compute_capability, trt.__version__)).is_file()
+
+
+def test_the_frames_profile_runs_from_one_stream_to_max_streams():
+    from streamsam.contracts import IMAGE_ENCODER
+
+    profile = graph_profiles(DEFAULT_DIMS, max_objects=8, max_streams=4)
+    assert profile[IMAGE_ENCODER].shapes["image"] == ((1, 3, 1024, 1024), (1, 3, 1024, 1024), (4, 3, 1024, 1024))
+    assert profile[MEMORY_ATTENTION].shapes["image_embed"][2][0] == 4 and profile[MEMORY_ATTENTION].shapes["row_frame"][2] == (8,)
+    assert graph_profiles(DEFAULT_DIMS)[IMAGE_ENCODER].shapes["image"][2][0] == 1  # one stream by default

@@ -39,7 +39,8 @@ def reference_predict(model, image, coords, labels, multimask):
         h, w = image.shape[:2]
         pts = torch.tensor(coords, dtype=torch.float32)[None] / torch.tensor([w, h]) * s
         lbl = torch.tensor(labels, dtype=torch.int32)[None]
-        outs = MaskDecoderGraph(model)(embed, hr0, hr1, pts, lbl, torch.zeros(1, 1, s // 4, s // 4), torch.zeros(1, 1), torch.tensor([multimask]))
+        outs = MaskDecoderGraph(model)(embed, hr0, hr1, pts, lbl, torch.zeros(1, 1, s // 4, s // 4), torch.zeros(1, 1), torch.tensor([multimask]),
+                                     torch.zeros(1, dtype=torch.int32))  # fmt: skip
     count = 3 if multimask else 1
     low_res = outs[0][0, :count]
     logits = F.interpolate(low_res[None], size=(h, w), mode="bilinear", align_corners=False)[0]

@@ -193,7 +193,7 @@ def test_a_graph_failing_in_one_stream_leaves_every_stream_as_it_was(backend):
     multi.add_points("a", 1, [(40, 50)])
     multi.add_points("b", 1, [(40, 50)])
     states = {s: multi.state(s) for s in ("a", "b")}
-    failing.calls, failing.fail_on = 0, 2  # the second stream's decoder fails
+    failing.calls, failing.fail_on = 0, 1  # the step's one decoder call (both streams) fails
     with pytest.raises(GraphError):
         multi.track({"a": VIDEOS["a"][1], "b": VIDEOS["b"][1]})
     for s in ("a", "b"):
@@ -209,3 +209,34 @@ def test_a_graph_failing_in_one_stream_leaves_every_stream_as_it_was(backend):
     want = reference.track({"a": VIDEOS["a"][1], "b": VIDEOS["b"][1]})
     for s in ("a", "b"):
         np.testing.assert_array_equal(got[s].low_res_logits, want[s].low_res_logits)
+
+
+class CountingBackend:
+    """The real backend; counts the calls of each graph and the frames of the image encoder's."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.manifest, self.calls, self.frames = inner, inner.manifest, {}, []
+
+    def run(self, graph, inputs, outputs) -> None:
+        self.calls[graph] = self.calls.get(graph, 0) + 1
+        if graph == "image_encoder":
+            self.frames.append(inputs["image"].shape[0])
+        self.inner.run(graph, inputs, outputs)
+
+
+def test_one_step_is_one_call_per_graph_for_every_stream(backend):
+    counting = CountingBackend(backend)
+    multi = MultiStreamTracker(counting, max_streams=3, max_objects=2)
+    for s in ("a", "b", "c"):
+        multi.add_stream(s)
+    multi.track({s: VIDEOS[s][0] for s in ("a", "b", "c")})
+    multi.add_points("a", 1, [(40, 50)])
+    multi.add_points("b", 1, [(40, 50)])
+    multi.add_points("b", 2, [(150, 120)])
+    counting.calls.clear(), counting.frames.clear()
+    multi.track({s: VIDEOS[s][1] for s in ("a", "b", "c")})  # 3 frames, 3 objects (c has none)
+    assert counting.calls == {"image_encoder": 1, "memory_attention": 1, "mask_decoder": 1, "memory_encoder": 1}
+    assert counting.frames == [3]
+    counting.calls.clear(), counting.frames.clear()
+    multi.track({"b": VIDEOS["b"][2], "c": VIDEOS["c"][2]})  # a sits out
+    assert counting.calls["image_encoder"] == 1 and counting.frames == [2] and counting.calls["mask_decoder"] == 1

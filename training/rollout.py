@@ -270,7 +270,7 @@ class ClipRollout:
         ptr_tpos = torch.tensor([[t for _, t in pointers]] * n, dtype=torch.float32)
         return self.memory_attention(
             image_embed, memory, memory_tpos, torch.ones_like(memory_tpos, dtype=torch.bool),
-            ptrs, ptr_tpos, torch.ones_like(ptr_tpos, dtype=torch.bool),
+            ptrs, ptr_tpos, torch.ones_like(ptr_tpos, dtype=torch.bool), torch.zeros(n, dtype=torch.int32),  # one frame
         )
 
     def encode_memory(self, image_embed: torch.Tensor, out: DecoderOutput, from_points: bool) -> FrameMemory:
@@ -279,7 +279,7 @@ class ClipRollout:
         masks, scores, obj_ptr = out.high_res_masks, out.object_score_logits, out.obj_ptr
         if self.detach_memory:
             masks, scores, obj_ptr = masks.detach(), scores.detach(), obj_ptr.detach()
-        memory = self.memory_encoder(image_embed, masks, scores, flags)
+        memory = self.memory_encoder(image_embed, masks, scores, flags, torch.zeros(n, dtype=torch.int32))  # one frame
         return FrameMemory(memory, obj_ptr)
 
     def mask_as_output(self, image_embed: torch.Tensor, high_res_feats, masks: torch.Tensor) -> DecoderOutput:

@@ -10,8 +10,8 @@ from ..modeling.sam2_model import Sam2Model
 
 
 class ImageEncoderGraph(nn.Module):
-    """image [1, 3, S, S] (ImageNet-normalised RGB) ->
-    high_res_feats_0 [1, d/8, S/4, S/4], high_res_feats_1 [1, d/4, S/8, S/8], image_embed [1, d, S/16, S/16].
+    """image [F, 3, S, S] (ImageNet-normalised RGB, one per frame of the call) ->
+    high_res_feats_0 [F, d/8, S/4, S/4], high_res_feats_1 [F, d/4, S/8, S/8], image_embed [F, d, S/16, S/16].
 
     The stride-16 position encoding is a constant of the memory attention graph, so it is not an output.
     """

@@ -18,10 +18,10 @@ DYNAMIC_MULTIMASK_STABILITY_THRESH = 0.98
 
 
 class MaskDecoderGraph(nn.Module):
-    """conditioned_embed [B, d, g, g]; high_res_feats_0 [1, d/8, 4g, 4g]; high_res_feats_1 [1, d/4, 2g, 2g];
+    """conditioned_embed [B, d, g, g]; high_res_feats_0 [F, d/8, 4g, 4g]; high_res_feats_1 [F, d/4, 2g, 2g] (the call's frames);
     point_coords [B, N, 2] (x, y pixels of the model input); point_labels [B, N] int;
     mask_input [B, 1, 4g, 4g] logits; has_mask_input [B, 1] (1 = use mask_input);
-    multimask_output [B] bool
+    multimask_output [B] bool; row_frame [B] int (the frame each row reads)
     -> low_res_multimasks [B, 3, 4g, 4g] and multimask_ious [B, 3] (the three multimask outputs; rows
     without multimask repeat their single mask), low_res_masks [B, 1, 4g, 4g] (the chosen mask),
     high_res_masks [B, 1, S, S], ious [B, 1], obj_ptr [B, d], object_score_logits [B, 1].
@@ -49,9 +49,12 @@ class MaskDecoderGraph(nn.Module):
         mask_input: torch.Tensor,
         has_mask_input: torch.Tensor,
         multimask_output: torch.Tensor,
+        row_frame: torch.Tensor,
     ) -> tuple[torch.Tensor, ...]:
         sparse, dense = self.sam_prompt_encoder(point_coords, point_labels, mask_input, has_mask_input)
-        # The frame's high-res features have batch 1; the decoder broadcasts them over the objects.
+        # Each row reads its own frame's high-res features.
+        high_res_feats_0 = high_res_feats_0.index_select(0, row_frame.long())
+        high_res_feats_1 = high_res_feats_1.index_select(0, row_frame.long())
         masks, iou_pred, mask_tokens, object_score_logits = self.sam_mask_decoder.predict_masks(
             conditioned_embed, self.sam_prompt_encoder.get_dense_pe(), sparse, dense, (high_res_feats_0, high_res_feats_1)
         )

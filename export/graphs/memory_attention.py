@@ -21,10 +21,10 @@ from ..modeling.sam2_model import Sam2Model
 
 
 class MemoryAttentionGraph(nn.Module):
-    """image_embed [1, d, g, g]; memory [B, M, mem, g, g]; memory_tpos [B, M] int (0 = prompted frame,
+    """image_embed [F, d, g, g] (the call's frames); memory [B, M, mem, g, g]; memory_tpos [B, M] int (0 = prompted frame,
     1..num_maskmem-1 = frames back); memory_valid [B, M] bool; obj_ptrs [B, P, d];
-    obj_ptr_tpos [B, P] float (signed frame distance / (max pointers - 1)); obj_ptr_valid [B, P] bool
-    -> conditioned_embed [B, d, g, g].
+    obj_ptr_tpos [B, P] float (signed frame distance / (max pointers - 1)); obj_ptr_valid [B, P] bool;
+    row_frame [B] int (the frame each row reads) -> conditioned_embed [B, d, g, g].
     """
 
     def __init__(self, model: Sam2Model) -> None:
@@ -52,10 +52,11 @@ class MemoryAttentionGraph(nn.Module):
         obj_ptrs: torch.Tensor,
         obj_ptr_tpos: torch.Tensor,
         obj_ptr_valid: torch.Tensor,
+        row_frame: torch.Tensor,
     ) -> torch.Tensor:
         objects, _, mem, g, _ = memory.shape
         hw = self.memory_grid_pos.shape[0]
-        curr = image_embed.flatten(2).transpose(1, 2).expand(objects, -1, -1)  # [B, HW, d]
+        curr = image_embed.index_select(0, row_frame.long()).flatten(2).transpose(1, 2)  # [B, HW, d], each row's frame
         curr_pos = self.curr_pos[None].expand(objects, -1, -1)
 
         # Spatial memories: tokens [B, M*HW, mem], position = grid sine + temporal encoding. The

@@ -14,10 +14,10 @@ MASK_BIAS = -10.0
 
 
 class MemoryEncoderGraph(nn.Module):
-    """image_embed [1, d, g, g] (the frame's own features, before memory attention),
+    """image_embed [F, d, g, g] (the call's frames' own features, before memory attention),
     high_res_masks [B, 1, S, S] (mask logits), object_score_logits [B, 1],
-    is_mask_from_pts [B] (bool: the mask comes from clicks on this frame, so it is binarised)
-    -> maskmem_features [B, mem_dim, g, g].
+    is_mask_from_pts [B] (bool: the mask comes from clicks on this frame, so it is binarised),
+    row_frame [B] int (the frame each row reads) -> maskmem_features [B, mem_dim, g, g].
 
     The memory's position encoding is a constant, kept inside the memory attention graph.
     """
@@ -33,9 +33,9 @@ class MemoryEncoderGraph(nn.Module):
         high_res_masks: torch.Tensor,
         object_score_logits: torch.Tensor,
         is_mask_from_pts: torch.Tensor,
+        row_frame: torch.Tensor,
     ) -> torch.Tensor:
-        objects = high_res_masks.shape[0]
-        pix_feat = image_embed.expand(objects, -1, -1, -1)
+        pix_feat = image_embed.index_select(0, row_frame.long())
         binarised = (high_res_masks > 0).to(high_res_masks.dtype)
         mask_for_mem = torch.where(is_mask_from_pts[:, None, None, None], binarised, torch.sigmoid(high_res_masks))
         mask_for_mem = mask_for_mem * MASK_SCALE + MASK_BIAS

@@ -83,6 +83,7 @@ def _memory_attention_inputs(z, case: str, model: Sam2Model) -> dict[str, np.nda
     rng = np.random.default_rng(3)
     inputs = {
         "image_embed": z["shared/vision_feats"],
+        "row_frame": np.zeros((OBJECTS,), np.int32),  # one frame: every row reads it
         "memory": rng.normal(size=(OBJECTS, slots, config.mem_dim, g, g)).astype(np.float32),
         "memory_tpos": np.zeros((OBJECTS, slots), np.int32),
         "memory_valid": np.zeros((OBJECTS, slots), bool),
@@ -132,6 +133,7 @@ def _decoder_inputs(z, model: Sam2Model, coords, labels, mask, multimask: bool) 
     return {
         "conditioned_embed": z["shared/backbone_features"],
         "high_res_feats_0": z["shared/high_res_feat_s0"],
+        "row_frame": np.zeros((OBJECTS,), np.int32),
         "high_res_feats_1": z["shared/high_res_feat_s1"],
         "point_coords": coords,
         "point_labels": labels.astype(np.int32),
@@ -179,6 +181,7 @@ def memory_encoder_cases(name: str) -> list[Case]:
     for case in _case_names(z):
         inputs = {
             "image_embed": z["shared/vision_feats"],
+            "row_frame": np.zeros((OBJECTS,), np.int32),  # one frame: every row reads it
             "high_res_masks": z[f"{case}/in/pred_masks_high_res"],
             "object_score_logits": z[f"{case}/in/object_score_logits"],
             "is_mask_from_pts": np.full((OBJECTS,), bool(z[f"{case}/in/is_mask_from_pts"])),
