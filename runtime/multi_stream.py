@@ -200,9 +200,11 @@ class MultiStreamTracker:
             stream = self._stream(stream_id)
             checked[stream_id] = check_frame(frame, stream.frame_size, subject=f"frame of stream {stream_id!r}")
         if checked:
-            streams = [self._streams[s] for s in checked]
+            # In slot order: a step over every stream then swaps the feature buffers instead of copying.
+            order = sorted(checked, key=lambda s: self._streams[s].slot)
             with device_guard(self):
-                track_streams(self.pipeline, streams, list(checked.values()), [s.slot for s in self._streams.values()])()
+                track_streams(self.pipeline, [self._streams[s] for s in order], [checked[s] for s in order],
+                              [s.slot for s in self._streams.values()])()  # fmt: skip
         self._needs_frame.difference_update(checked)
         return {s: self._streams[s].result() for s in checked}
 
