@@ -249,3 +249,32 @@ def test_one_step_is_one_call_per_graph_for_every_stream(backend):
     counting.calls.clear(), counting.frames.clear()
     multi.track({"b": VIDEOS["b"][2], "c": VIDEOS["c"][2]})  # a sits out
     assert counting.calls["image_encoder"] == 1 and counting.frames == [2] and counting.calls["mask_decoder"] == 1
+
+
+@pytest.mark.parametrize("policy", ["filled", "capacity"])
+def test_the_device_path_on_a_host_arena_steps_streams_as_the_cpu(reduced_graphs, backend, policy):
+    """DeviceArrays (the bank and the features on the arena): frames copied into their slots when a
+    stream sits out, snapshots downloaded and restored, the same masks as on numpy buffers."""
+    from streamsam.arena import HostArena
+    from streamsam.device_backends import OnnxRuntimeArenaBackend
+
+    with OnnxRuntimeArenaBackend(reduced_graphs, HostArena(), slot_policy=policy) as device_backend:
+        results = []
+        for b in (backend, device_backend):
+            multi = MultiStreamTracker(b, max_streams=2, max_objects=2)
+            multi.add_stream("a"), multi.add_stream("b")
+            multi.track({"a": VIDEOS["a"][0], "b": VIDEOS["b"][0]})
+            multi.add_points("a", 1, [(40, 50)])
+            multi.add_box("b", 1, (20, 30, 80, 90))
+            multi.track({"b": VIDEOS["b"][1]})  # a sits out: b's frame is copied into its slot
+            multi.add_points("a", 2, [(150, 120)])  # on a's kept frame 0
+            state = multi.state("b")
+            multi.remove_stream("b")
+            multi.add_stream("b", state)
+            out = [multi.track({"a": VIDEOS["a"][t], "b": VIDEOS["b"][t]}) for t in (1, 2, 3)]
+            results.append(out)
+            multi.close()
+        for cpu, device in zip(*results):
+            for s in ("a", "b"):
+                _assert_same(device[s], cpu[s])
+                np.testing.assert_allclose(device[s].low_res_logits, cpu[s].low_res_logits, atol=1e-4, rtol=0)
