@@ -13,6 +13,8 @@ the store of the node that made it, and a lost node would take the snapshots wit
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -80,13 +82,14 @@ class StreamCluster:
         self.capacity = workers * streams_per_worker
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
-            ray.init(num_cpus=max(2, int(workers * cpus_per_worker)), include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=max(2, int(workers * cpus_per_worker)), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         self._actor_class = ray.remote(StreamWorker).options(num_cpus=cpus_per_worker, max_restarts=0)
         self.start_timeout_s = start_timeout_s
         self._started = 0
         self.workers: dict[str, _Worker] = {}
         self.streams: dict[Hashable, _Stream] = {}
         self.restarts = 0
+        self._lock = threading.Lock()  # prompts may be added from another thread while a step runs
         try:
             for worker in [self._launch() for _ in range(workers)]:  # launched together, awaited in turn
                 self._await_ready(worker)
@@ -229,7 +232,8 @@ class StreamCluster:
         check_object_slot(obj_id, known, self.options.max_objects)
 
     def _queue(self, stream: _Stream, prompt: Prompt) -> None:
-        stream.pending.append(prompt)
+        with self._lock:
+            stream.pending.append(prompt)
 
     # -- frames
 
@@ -247,7 +251,8 @@ class StreamCluster:
             groups.setdefault(self.streams[stream_id].worker, {})[stream_id] = frame
         calls = []
         for name, group in groups.items():
-            prompts = {s: list(self.streams[s].pending) for s in group if self.streams[s].pending}
+            with self._lock:
+                prompts = {s: list(self.streams[s].pending) for s in group if self.streams[s].pending}
             calls.append((self.workers[name], group, prompts, self.workers[name].actor.step.remote(group, prompts)))
         results = {}
         for worker, group, prompts, ref in calls:
@@ -264,8 +269,9 @@ class StreamCluster:
             for stream_id, (result, state) in stepped.items():
                 stream = self.streams[stream_id]
                 stream.state = state
-                stream.applied.extend(prompts.get(stream_id, ()))
-                del stream.pending[: len(prompts.get(stream_id, ()))]
+                with self._lock:  # prompts queued during the step stay pending
+                    stream.applied.extend(prompts.get(stream_id, ()))
+                    del stream.pending[: len(prompts.get(stream_id, ()))]
                 stream.rejected.extend(rejected.get(stream_id, ()))
                 results[stream_id] = replace(result, frame_index=stream.frames)
                 stream.frames += 1
