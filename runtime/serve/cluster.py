@@ -172,7 +172,11 @@ class StreamCluster:
         for prompt in prompts:
             if not isinstance(prompt, Prompt):
                 raise InputError(f"add_stream {stream_id!r} | received prompt {prompt!r}; expected streamsam.serve.Prompt objects")
-        self._ray.get(worker.actor.add_stream.remote(stream_id))
+        try:
+            self._ray.get(worker.actor.add_stream.remote(stream_id))
+        except self._ray.exceptions.RayActorError:  # lost while idle: replace it, then place the stream again
+            self._recover(worker)
+            return self.add_stream(stream_id, prompts)
         worker.streams.add(stream_id)
         self.streams[stream_id] = _Stream(stream_id, worker.name, pending=prompts)
         return worker.name

@@ -136,6 +136,9 @@ def run_serve(args: argparse.Namespace) -> int:
         lost = f", frames lost with a worker: {stream.missed}" if stream.missed else ""
         dropped = f", {mailbox.dropped[name]} stale frames dropped" if mailbox.dropped.get(name) else ""
         print(f"{name}: {stream.frames} frames{lost}{dropped}; {stream.ended}", file=sys.stderr)
+        for prompt, reason in stream.rejected:
+            print(f"{name}: prompt for object {prompt.obj_id} refused: {reason}", file=sys.stderr)
+            code = 1
     if cluster.restarts:
         print(f"{cluster.restarts} worker(s) lost and replaced", file=sys.stderr)
     return code
