@@ -156,10 +156,23 @@ def test_serve_command_writes_each_stream(local_ray, tmp_path, capsys):
             writer.write(frame)
         writer.close()
         sources += ["--source", str(path)]
+    # A third source dies at its third frame (an image that cannot be decoded): its stream ends, the
+    # others carry on, and the command's exit status says something stopped.
+    from PIL import Image
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for t, frame in enumerate(moving_square_video(4, seed=2)):
+        Image.fromarray(frame).save(folder / f"{t:03d}.png")
+    (folder / "002.png").write_bytes(b"not a png")
+    sources += ["--source", str(folder)]
     out = tmp_path / "runs"
-    code = main(["serve", *sources, "--point", "0:60,70", "--box", "1:20,30,60,70", "--workers", "2",
+    code = main(["serve", *sources, "--point", "0:60,70", "--box", "1:20,30,60,70", "--point", "2:60,70", "--workers", "2",
                  "--out-dir", str(out), "--out", "masks", "--out", "overlay.mp4", "--out", "masks.jsonl", "--threads", "1"])
-    assert code == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "stream2: 2 frames; stopped: InputError: image" in err
+    assert sorted(p.name for p in (out / "stream2" / "masks").iterdir()) == ["000000_obj1.png", "000001_obj1.png"]
     import av
 
     for i in range(2):
@@ -169,7 +182,6 @@ def test_serve_command_writes_each_stream(local_ray, tmp_path, capsys):
         assert [line["frame"] for line in lines] == list(range(4)) and all(line["objects"][0]["rle"]["counts"] for line in lines)
         with av.open(str(stream / "overlay.mp4")) as video:
             assert sum(1 for _ in video.decode(video=0)) == 4
-    err = capsys.readouterr().err
     assert "stream0: 4 frames; ended" in err and "stream1: 4 frames; ended" in err
 
 

@@ -116,7 +116,7 @@ def run_serve(args: argparse.Namespace) -> int:
                 cluster.end_stream(name, reason)
                 if reason != "ended":
                     code = 1
-                print(("\n" if interactive else "") + f"{name}: {reason} after {cluster.streams[name].frames} frames", file=sys.stderr)
+                print(("\n" if interactive else "") + f"{name}: after {cluster.streams[name].frames} frames, {reason}", file=sys.stderr)
             line = status_line(cluster.stats(), mailbox.dropped)
             if interactive:
                 print("\r" + line + "\033[K", end="", file=sys.stderr, flush=True)
