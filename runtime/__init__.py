@@ -10,6 +10,7 @@ from .device_backends import OnnxRuntimeCudaBackend, TensorRTBackend  # cuda-pyt
 from .contracts import GRAPH_NAMES, GraphContract, ModelDims, TensorSpec, graph_contracts
 from .errors import CheckpointError, DeviceLostError, ExportError, GraphError, InputError, MissingDependencyError, StreamSamError
 from .image_predictor import ImagePredictor
+from .multi_stream import MultiStreamTracker, StreamState
 from .results import FrameResult
 from .stream_tracker import StreamTracker
 from .video_predictor import VideoPredictor
@@ -24,6 +25,8 @@ __all__ = [
     "OnnxRuntimeCudaBackend",
     "TensorRTBackend",
     "StreamTracker",
+    "MultiStreamTracker",
+    "StreamState",
     "VideoPredictor",
     "GRAPH_NAMES",
     "CheckpointError",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -95,23 +96,33 @@ class StreamTracker:
         """Segment every object on a new frame; returns the objects' masks on it."""
         self._require_open()
         frame = check_frame(frame, self._frame_size)
+        self._run_frame(frame)()
+        return self._result()
+
+    def _run_frame(self, frame: np.ndarray) -> Callable[[], None]:
+        """Run the graphs of a new (checked) frame without changing the tracker; returns what
+        commits it. A multi-stream step runs every stream's graphs first, then commits them all."""
         t, n = self.frame_index + 1, self.num_objects
         with self._device_guard():
             features = self.pipeline.encode_image(frame)
+            step = None
             if n:
-                rows = slice(0, n)
-                step = track_step(self.pipeline, features, rows, [self.bank.sources(row, t) for row in range(n)], self.fill_hole_area)
+                step = track_step(self.pipeline, features, slice(0, n), [self.bank.sources(row, t) for row in range(n)], self.fill_hole_area)
+
+        def commit() -> None:
+            with self._device_guard():
                 for row in range(n):
                     self.bank.write_recent(row, t, step.memories[row], step.obj_ptrs[row])
-        # Every graph ran: the frame is committed.
-        self.pipeline.features = features
-        if n:
-            self._store_outputs(rows, step)
-        self.frame_index, self._frame_size = t, frame.shape[:2]
-        for state in self._objects.values():
-            state.tracked_frame, state.has_output = t, True
-            state.points, state.labels = state.points[:0], state.labels[:0]
-        return self._result()
+            # Every graph ran: the frame is committed.
+            self.pipeline.features = features
+            if n:
+                self._store_outputs(slice(0, n), step)
+            self.frame_index, self._frame_size = t, frame.shape[:2]
+            for state in self._objects.values():
+                state.tracked_frame, state.has_output = t, True
+                state.points, state.labels = state.points[:0], state.labels[:0]
+
+        return commit
 
     def add_points(self, obj_id: int, points, labels=None, clear_old_points: bool = True) -> FrameResult:
         """Clicks on the current frame (x, y source pixels; labels 1 positive, 0 negative).

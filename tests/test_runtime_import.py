@@ -6,7 +6,7 @@ import sys
 
 def test_import_streamsam_loads_no_heavy_framework():
     code = (
-        "import sys, streamsam, streamsam.contracts, streamsam.manifest, streamsam.cli, streamsam.stream_tracker, streamsam.sources, streamsam.overlay, streamsam.writers, streamsam.track_command, streamsam.video_predictor\n"
+        "import sys, streamsam, streamsam.contracts, streamsam.manifest, streamsam.cli, streamsam.stream_tracker, streamsam.multi_stream, streamsam.sources, streamsam.overlay, streamsam.writers, streamsam.track_command, streamsam.video_predictor\n"
         "print(' '.join(m for m in ('torch', 'onnx', 'tensorrt', 'onnxruntime') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
