@@ -5,6 +5,8 @@ On a real local Ray cluster started here (no dashboard), with the bundled demo m
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 
 import numpy as np
@@ -37,8 +39,8 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_a_killed_worker_costs_only_its_step(local_ray):
-    """8 streams on 2 workers; one worker is killed mid-run. Its streams resume on a new worker from
-    the states the driver kept, and every stream's masks match a StreamTracker fed the same frames
+    """8 streams on 2 workers; one worker is killed mid-run, the other crashes a frame later. Their
+    streams resume on new workers from the states the driver kept, and every stream's masks match a StreamTracker fed the same frames
     (all but the ones reported missed), prompts included (one added mid-run)."""
     videos = {f"cam{i}": list(moving_square_video(FRAMES, seed=i)) for i in range(8)}
     masks: dict = {s: {} for s in videos}
@@ -51,18 +53,22 @@ def test_a_killed_worker_costs_only_its_step(local_ray):
             if t == 2:
                 obj_id, point = late_click["cam1"]
                 cluster.add_points("cam1", obj_id, [point])
-            if t == 3:
+            if t == 3:  # through Ray
                 killed = cluster.worker_of("cam0")
                 ray.kill(cluster.actor(killed))
-                on_killed = {s for s in videos if cluster.worker_of(s) == killed}
+                lost = {s: [3] for s in videos if cluster.worker_of(s) == killed}
+            if t == 4:  # a crash: the other first worker's process gets SIGKILL
+                crashed = next(w for w in ("worker-1", "worker-2") if w != killed)
+                os.kill(ray.get(cluster.actor(crashed).pid.remote()), signal.SIGKILL)
+                lost.update({s: [4] for s in videos if cluster.worker_of(s) == crashed})
             results = cluster.step({s: v[t] for s, v in videos.items()})
             for stream_id, result in results.items():
                 assert result.frame_index == t
                 masks[stream_id][t] = dict(zip(result.object_ids, result.masks))
-        assert cluster.restarts == 1
-        assert {s for s in videos if cluster.missed(s)} == on_killed
-        assert all(cluster.missed(s) == [3] for s in on_killed)
-        assert all(cluster.worker_of(s) != killed for s in videos)
+        assert cluster.restarts == 2
+        assert {s: cluster.missed(s) for s in videos if cluster.missed(s)} == lost
+        assert sorted(lost.values()).count([3]) == 4 and len(lost) == 8  # 4 streams per worker
+        assert {cluster.worker_of(s) for s in videos} == {"worker-3", "worker-4"}
         assert all(s["frames"] == FRAMES for s in cluster.stats().values())
         missed = {s: cluster.missed(s) for s in videos}
 
