@@ -51,7 +51,7 @@ def status_line(stats: dict, dropped: dict) -> str:
     parts = []
     for stream_id, s in stats.items():
         extra = (f", {s['missed']} lost" if s["missed"] else "") + (f", {dropped.get(stream_id, 0)} dropped" if dropped.get(stream_id) else "")
-        parts.append(f"{stream_id} {s['fps']:.1f} FPS {s['nbytes'] / 2**20:.1f} MB{extra}")
+        parts.append(f"{stream_id} {s['fps']:.1f} FPS {s['nbytes'] / 2**20:.1f} MB state{extra}")
     return " | ".join(parts) or "no streams running"
 
 
