@@ -134,7 +134,8 @@ def run_serve(args: argparse.Namespace) -> int:
     for name in names:
         stream = cluster.streams[name]
         lost = f", frames lost with a worker: {stream.missed}" if stream.missed else ""
-        dropped = f", {mailbox.dropped[name]} stale frames dropped" if mailbox.dropped.get(name) else ""
+        stale = mailbox.dropped.get(name, 0) + sources[names.index(name)].dropped  # in the loop's mailbox, and the source's own
+        dropped = f", {stale} stale frames dropped" if stale else ""
         print(f"{name}: {stream.frames} frames{lost}{dropped}; {stream.ended}", file=sys.stderr)
         for prompt, reason in stream.rejected:
             print(f"{name}: prompt for object {prompt.obj_id} refused: {reason}", file=sys.stderr)
