@@ -61,3 +61,18 @@ def test_a_busy_machine_is_refused_before_anything_runs(monkeypatch, capsys):
         bench_main(["side_by_side", "--config", "reduced", "--image-size", "256", "--peers", "none"])
     assert stop.value.code == 2
     assert "load average | received 3.50 (1 min); expected below 0.75" in capsys.readouterr().err
+
+
+def test_multi_stream_writes_throughput_and_mask_agreement_per_stream_count(tmp_path):
+    from benchmarks.multi_stream import thread_split
+
+    assert bench_main(["multi_stream", "--config", "reduced", "--image-size", "256", "--streams", "1", "2", "--frames", "2",
+                       "--warmup", "1", "--allow-busy", "--out", str(tmp_path)]) == 0
+    (json_path,) = tmp_path.glob("multi_stream_cpu-*.json")
+    data = json.loads(json_path.read_text())
+    assert [r["streams"] for r in data["rows"]] == [1, 2]
+    for row in data["rows"]:
+        assert row["batched"]["frames_per_s"] > 0 and row["separate"]["processes"] == row["streams"]
+        assert row["min_iou"] >= 0.999  # the batched step's masks are the single-stream ones
+    assert "| 2 |" in json_path.with_suffix(".md").read_text()
+    assert [thread_split(16, n) for n in (1, 2, 4, 8, 32)] == [16, 8, 4, 2, 1]
