@@ -202,3 +202,17 @@ def test_serve_prompt_syntax_errors_are_clear():
         parse_prompts(["0:10,10"], None, 2)
     prompts = parse_prompts(["0:10,10", "1:5,6"], ["0:1,2,30,40"], 2)
     assert [(p.obj_id, p.kind) for p in prompts[0]] == [(1, "points"), (2, "box")]
+
+
+def test_serve_overhead_benchmark_runs(tmp_path):
+    """The benchmark the lead times alone (`python -m benchmarks.serve_overhead`), at a tiny size, in
+    its own process (it starts its own Ray)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    subprocess.run([sys.executable, "-m", "benchmarks.serve_overhead", "--streams", "1", "--frames", "3", "--calls", "5",
+                    "--width", "160", "--height", "120", "--out", str(tmp_path)], cwd=REPO, check=True, capture_output=True, timeout=300)
+    report = json.loads(next(tmp_path.glob("serve_overhead_*.json")).read_text())
+    assert report["steps_timed"] >= 1 and report["noop_actor_call_ms"] > 0 and report["state_bytes_per_stream"] > 0
