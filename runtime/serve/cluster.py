@@ -14,6 +14,7 @@ the store of the node that made it, and a lost node would take the snapshots wit
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -82,7 +83,9 @@ class StreamCluster:
         self.capacity = workers * streams_per_worker
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
-            ray.init(num_cpus=max(2, int(workers * cpus_per_worker)), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+            # one worker's CPUs spare, so a replacement is placed while a lost worker's are still being released
+            ray.init(num_cpus=max(2, math.ceil((workers + 1) * cpus_per_worker)), include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR)
         self._actor_class = ray.remote(StreamWorker).options(num_cpus=cpus_per_worker, max_restarts=0)
         self.start_timeout_s = start_timeout_s
         self._started = 0
