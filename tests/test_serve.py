@@ -191,8 +191,12 @@ def test_serve_command_writes_each_stream(local_ray, tmp_path, capsys):
     assert "stream0: 4 frames; ended" in err and "stream1: 4 frames; ended" in err
 
 
-def test_serve_prompt_syntax_errors_are_clear():
+def test_serve_prompt_syntax_errors_are_clear(capsys):
+    from streamsam.cli import main
     from streamsam.serve.command import parse_prompts
+
+    assert main(["serve", "--source", "a", "--source", "b", "--source", "c", "--point", "0:1,1", "--streams-per-worker", "1", "--workers", "2"]) == 1
+    assert "received 3 sources; expected at most --workers x --streams-per-worker = 2 x 1" in capsys.readouterr().err
 
     with pytest.raises(InputError, match="expected 0 to 1"):
         parse_prompts(["2:10,10"], None, 2)

@@ -82,6 +82,9 @@ def run_serve(args: argparse.Namespace) -> int:
 
     if args.engine_dir:
         raise InputError("--engine-dir | received TensorRT engines; expected --onnx-dir or --checkpoint: serve's workers run ONNX Runtime")
+    if len(args.source) > args.workers * args.streams_per_worker:  # before anything starts
+        raise InputError(f"--source | received {len(args.source)} sources; expected at most --workers x --streams-per-worker = "
+                         f"{args.workers} x {args.streams_per_worker}. Raise either")
     prompts = parse_prompts(args.point, args.box, len(args.source))
     sources = [FrameSource(uri, live=True if args.live else None) for uri in args.source]
     out_dir = Path(args.out_dir)
