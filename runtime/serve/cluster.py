@@ -25,7 +25,6 @@ import numpy as np
 
 from ..checks import check_box, check_frame, check_known_object, check_mask, check_object_slot, check_points
 from ..errors import InputError, WorkerError, require
-from ..results import FrameResult
 from .worker import Prompt, StreamWorker, WorkerOptions
 
 FPS_WINDOW = 30  # steps a stream's FPS is measured over
@@ -244,7 +243,7 @@ class StreamCluster:
 
     # -- frames
 
-    def step(self, frames: Mapping) -> dict:
+    def step(self, frames: Mapping) -> dict:  # {stream: FrameResult}
         """One step over `frames` {stream: H x W x 3 uint8 RGB}: each worker steps its streams at
         once, the workers in parallel. Returns {stream: FrameResult} numbered by the stream's own
         frame count; a stream whose worker was lost during the step is absent (its frame number is
