@@ -220,3 +220,12 @@ def test_serve_overhead_benchmark_runs(tmp_path):
                     "--width", "160", "--height", "120", "--out", str(tmp_path)], cwd=REPO, check=True, capture_output=True, timeout=300)
     report = json.loads(next(tmp_path.glob("serve_overhead_*.json")).read_text())
     assert report["steps_timed"] >= 1 and report["noop_actor_call_ms"] > 0 and report["state_bytes_per_stream"] > 0
+
+
+def test_a_worker_with_no_room_to_start_times_out_by_name(local_ray):
+    """The test cluster has 4 CPUs: a fifth one-CPU worker cannot be placed, and says so instead of hanging."""
+    with pytest.raises(WorkerError, match="worker-5 \\| did not start within 3 s.*1 free CPU"):
+        StreamCluster(DEMO_MODEL, workers=5, cpus_per_worker=1, start_timeout_s=3)
+    with StreamCluster(DEMO_MODEL, workers=1) as cluster:  # the four started before were stopped
+        cluster.add_stream("a", [Prompt(1, "points", (CLICK,))])
+        assert cluster.step({"a": next(moving_square_video(1))})["a"].masks[0].any()

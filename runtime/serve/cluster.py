@@ -86,7 +86,7 @@ class StreamCluster:
             ray.init(num_cpus=max(2, math.ceil((workers + 1) * cpus_per_worker)), include_dashboard=False, log_to_driver=False,
                      logging_level=logging.ERROR)
         self._actor_class = ray.remote(StreamWorker).options(num_cpus=cpus_per_worker, max_restarts=0)
-        self.start_timeout_s = start_timeout_s
+        self.start_timeout_s, self.cpus_per_worker = start_timeout_s, cpus_per_worker
         self._started = 0
         self.workers: dict[str, _Worker] = {}
         self.streams: dict[Hashable, _Stream] = {}
@@ -116,7 +116,7 @@ class StreamCluster:
         except ray.exceptions.GetTimeoutError:
             self._drop(worker)
             raise WorkerError(f"{worker.name} | did not start within {self.start_timeout_s:.0f} s; expected a worker ready to track. "
-                              f"Check the cluster has {self._actor_class._default_options.get('num_cpus', 1)} free CPU(s) per worker") from None
+                              f"Check the cluster has {self.cpus_per_worker} free CPU(s) per worker") from None
         except ray.exceptions.RayActorError as exc:
             self._drop(worker)
             raise WorkerError(f"{worker.name} | could not start: {_cause(exc)}") from None
