@@ -34,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_command(commands)
     add_commands(commands)
 
+    from .serve.command import add_serve_command  # numpy only; Ray loads when `serve` runs
+
+    add_serve_command(commands)
+
     from streamsam.engines.cli import add_build_command  # numpy only; TensorRT loads when `build` runs
 
     add_build_command(commands)

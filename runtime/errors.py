@@ -29,6 +29,11 @@ class DeviceLostError(GraphError):
     new one must be opened (after the process restarts, for most sticky errors)."""
 
 
+class WorkerError(StreamSamError, RuntimeError):
+    """A scale-out worker (streamsam.serve) that could not start, or was lost with no worker left to
+    take its streams. The message names the worker and the cause."""
+
+
 class CheckpointError(StreamSamError):
     """A checkpoint that cannot be read, or that does not fit the model config."""
 

@@ -22,3 +22,13 @@ def test_cli_help_works_without_torch_import():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "export" in out.stdout
     assert out.stdout.strip().endswith("False")
+
+
+def test_serve_loads_ray_only_when_a_cluster_starts():
+    code = (
+        "import sys, streamsam.cli, streamsam.serve\n"
+        "streamsam.cli.build_parser()\n"
+        "print(' '.join(m for m in ('ray', 'torch', 'onnxruntime') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"streamsam.serve loaded: {out.stdout.strip()}"
