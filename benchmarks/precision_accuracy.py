@@ -3,7 +3,9 @@
     python -m benchmarks precision_accuracy [--frames N] [--no-golden] [--out PATH]
 
 For every precision/backend this machine can run (runtime/precision.py: OpenVINO FP32, INT8 image
-encoder on ONNX Runtime and on OpenVINO, OpenVINO BF16 where the CPU has it), a StreamTracker runs
+encoder (`streamsam quantize`, dynamic) on ONNX Runtime and on OpenVINO, the static QDQ INT8
+encoder (`--mode static`, calibrated on the demo clip) on ONNX Runtime, OpenVINO BF16 where the CPU
+has it), a StreamTracker runs
 the same frames and clicks as the FP32 ONNX Runtime reference, and each frame's masks (at the
 source resolution) and object-score signs are compared: min and mean IoU per object.
 OpenVINO FP32 against ONNX Runtime FP32 checks the backend itself (~1.0).
@@ -23,15 +25,18 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from streamsam.backend import open_backend
+from streamsam.backend import OnnxRuntimeBackend, open_backend
 from streamsam.demo import DEMO_MODEL, iou
 from streamsam.errors import StreamSamError
+from streamsam.manifest import GraphFile
+from streamsam.quantize import quantize_folder
 from streamsam.stream_tracker import StreamTracker
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,6 +46,8 @@ BEDROOM_CLICK = (420, 270)  # tests/test_demo.py
 # (label, precision, backend) compared against ("fp32", "onnxruntime")
 VARIANTS = (("openvino fp32", "fp32", "openvino"), ("onnxruntime int8", "int8", "onnxruntime"),
             ("openvino int8", "int8", "openvino"), ("openvino bf16", "bf16", "openvino"))
+# `streamsam quantize --mode static` (QDQ MatMuls and Convs, calibrated on the demo clip) on ONNX Runtime
+STATIC = ("onnxruntime int8 static", "int8", "onnxruntime")
 
 
 def read_frames(path: Path, limit: int) -> list[np.ndarray]:
@@ -82,12 +89,26 @@ def compare(reference, candidate) -> list[dict]:
     return rows
 
 
+def static_int8(graphs: Path) -> tuple[Path, GraphFile]:
+    """A copy of `graphs` (symlinks) with the static QDQ INT8 encoder, calibrated on the demo clip."""
+    copy = Path(tempfile.mkdtemp(prefix="precision_static_"))
+    for path in graphs.iterdir():
+        if path.suffix == ".onnx":
+            (copy / path.name).symlink_to(path)
+    shutil.copy(graphs / "manifest.json", copy / "manifest.json")
+    return copy, quantize_folder(copy, "static")
+
+
 def measure(name: str, graphs: Path, frames, clicks, threads: int | None) -> dict:
     reference = track_masks(open_backend(graphs, threads=threads), frames, clicks)
     out = {"sequence": name, "frames": len(frames), "objects": len(clicks), "variants": {}}
-    for label, precision, backend in VARIANTS:
+    static_dir, static = static_int8(graphs)
+    for label, precision, backend in VARIANTS + (STATIC,):
         try:
-            candidate = open_backend(graphs, precision, backend, threads=threads)
+            if (label, precision, backend) == STATIC:
+                candidate = OnnxRuntimeBackend(static_dir, threads=threads, files={"image_encoder": static})
+            else:
+                candidate = open_backend(graphs, precision, backend, threads=threads)
         except StreamSamError as exc:  # what this machine cannot run is recorded, with why
             out["variants"][label] = {"skipped": str(exc).split(". ")[0]}
             continue
@@ -100,8 +121,6 @@ def golden_sequences(frames_limit: int):
     """(name, graphs, frames, clicks) for the golden seeded configs, exported and quantized here."""
     sys.path.insert(0, str(REPO / "tests" / "golden"))
     from video_parity import VIDEO, export_golden_graphs
-
-    from streamsam.quantize import quantize_folder
 
     media = np.load(VIDEO / "frames.npz")
     frames = list(media["frames"][:frames_limit])
