@@ -89,24 +89,27 @@ def compare(reference, candidate) -> list[dict]:
     return rows
 
 
-def static_int8(graphs: Path) -> tuple[Path, GraphFile]:
-    """A copy of `graphs` (symlinks) with the static QDQ INT8 encoder, calibrated on the demo clip."""
-    copy = Path(tempfile.mkdtemp(prefix="precision_static_"))
-    for path in graphs.iterdir():
-        if path.suffix == ".onnx":
-            (copy / path.name).symlink_to(path)
+def quantized_copy(graphs: Path) -> tuple[Path, GraphFile]:
+    """A copy of `graphs` (the graphs linked) with both INT8 encoders: dynamic, which the manifest
+    records (open_backend's "int8"), and static QDQ calibrated on the demo clip (returned)."""
+    copy = Path(tempfile.mkdtemp(prefix="precision_int8_"))
+    for path in graphs.glob("*.onnx"):
+        if ".int8" not in path.name:
+            (copy / path.name).symlink_to(path.resolve())
     shutil.copy(graphs / "manifest.json", copy / "manifest.json")
-    return copy, quantize_folder(copy, "static")
+    static = quantize_folder(copy, "static")
+    quantize_folder(copy, "dynamic")
+    return copy, static
 
 
 def measure(name: str, graphs: Path, frames, clicks, threads: int | None) -> dict:
+    graphs, static = quantized_copy(graphs)
     reference = track_masks(open_backend(graphs, threads=threads), frames, clicks)
     out = {"sequence": name, "frames": len(frames), "objects": len(clicks), "variants": {}}
-    static_dir, static = static_int8(graphs)
     for label, precision, backend in VARIANTS + (STATIC,):
         try:
             if (label, precision, backend) == STATIC:
-                candidate = OnnxRuntimeBackend(static_dir, threads=threads, files={"image_encoder": static})
+                candidate = OnnxRuntimeBackend(graphs, threads=threads, files={"image_encoder": static})
             else:
                 candidate = open_backend(graphs, precision, backend, threads=threads)
         except StreamSamError as exc:  # what this machine cannot run is recorded, with why
@@ -128,7 +131,6 @@ def golden_sequences(frames_limit: int):
     for name in ("reduced", "tiny"):
         out = Path(tempfile.mkdtemp(prefix=f"precision_{name}_"))
         export_golden_graphs(name, out)
-        quantize_folder(out)
         yield f"golden {name}{'@256' if name == 'tiny' else ''} (seeded weights, golden frames)", out, frames, clicks
 
 

@@ -4,7 +4,6 @@ choice this machine or folder cannot honour is an error that says what to do, ne
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 
@@ -56,32 +55,38 @@ def test_openvino_writes_into_the_callers_arrays():
     backend.close()
 
 
-def test_int8_image_encoder_tracks_the_demo_clip_within_the_measured_bar():
-    assert "image_encoder" in read_manifest(DEMO_MODEL).int8_graphs  # bundled: `streamsam quantize` was run
+@pytest.fixture(scope="module")
+def demo_int8(tmp_path_factory):
+    """The demo model's graphs (linked) with its INT8 encoder, written by `streamsam quantize`; the
+    bundled model does not carry it (it would take the bundle past its size budget, tests/test_demo.py)."""
+    folder = tmp_path_factory.mktemp("demo_int8")
+    for path in DEMO_MODEL.glob("*.onnx"):
+        (folder / path.name).symlink_to(path)
+    shutil.copy(DEMO_MODEL / "manifest.json", folder / "manifest.json")
+    with pytest.raises(InputError, match=f"streamsam quantize --onnx-dir {folder}"):
+        open_backend(folder, "int8")
+    assert cli_main(["quantize", "--onnx-dir", str(folder)]) == 0
+    return folder
+
+
+def test_int8_image_encoder_tracks_the_demo_clip_within_the_measured_bar(demo_int8):
     video, clip, _ = demo_clip()
     frames = read_frames(video, INT8_DEMO_FRAMES)
     clicks = [tuple(c["point"]) for c in clip["clicks"]]
-    reference = track_masks(open_backend(DEMO_MODEL, threads=1), frames, clicks)
-    int8 = track_masks(open_backend(DEMO_MODEL, "int8", threads=1), frames, clicks)
+    reference = track_masks(open_backend(demo_int8, threads=1), frames, clicks)
+    int8 = track_masks(open_backend(demo_int8, "int8", threads=1), frames, clicks)
     rows = compare(reference, int8)
     assert min(r["min_iou"] for r in rows) >= INT8_DEMO_MIN_IOU, rows
     assert all(r["score_sign_agreement"] == 1.0 for r in rows), rows
     assert max(r["min_iou"] for r in rows) < 1.0  # the INT8 graph really ran: masks differ somewhere
 
 
-def test_quantize_writes_the_int8_encoder_once_and_records_it(tmp_path, capsys):
-    folder = tmp_path / "graphs"
-    shutil.copytree(DEMO_MODEL, folder, ignore=shutil.ignore_patterns("*.int8.onnx", "clip*"))
-    data = json.loads((folder / "manifest.json").read_text())
-    data.pop("int8_graphs")
-    (folder / "manifest.json").write_text(json.dumps(data))
-    with pytest.raises(InputError, match=f"streamsam quantize --onnx-dir {folder}"):
-        open_backend(folder, "int8")
-    assert cli_main(["quantize", "--onnx-dir", str(folder)]) == 0
-    entry = read_manifest(folder).int8_graphs["image_encoder"]
-    assert file_sha256(folder / entry.file) == entry.sha256 and entry.max_abs_error["image_embed"] < 0.2
-    with open_backend(folder, "int8", threads=1) as backend:
-        assert backend.manifest.int8_graphs
+def test_quantize_writes_the_int8_encoder_once_and_records_it(demo_int8):
+    entry = read_manifest(demo_int8).int8_graphs["image_encoder"]
+    assert entry.file == "image_encoder.int8.onnx" and file_sha256(demo_int8 / entry.file) == entry.sha256
+    # measured 0.0436 on the demo model (0.22 with the full 8-bit weight range: REDUCE_RANGE)
+    assert 0 < entry.max_abs_error["image_embed"] < 0.1
+    assert read_manifest(DEMO_MODEL).int8_graphs == {}  # a manifest without the field reads as before
 
 
 @pytest.mark.parametrize("precision, backend, message", [
