@@ -120,3 +120,8 @@ def test_a_precision_with_a_backend_passed_in_is_refused():
     with open_backend(DEMO_MODEL, threads=1) as backend:
         with pytest.raises(InputError, match="with a Backend passed in"):
             StreamTracker(backend, precision="int8")
+
+
+def test_quantize_on_a_folder_without_graphs_says_what_it_expected(tmp_path, capsys):
+    assert cli_main(["quantize", "--onnx-dir", str(tmp_path)]) == 1
+    assert "expected a folder written by `streamsam export`" in capsys.readouterr().err
