@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.export_models import cpu_model_name
 from streamsam.backend import OnnxRuntimeBackend, open_backend
 from streamsam.demo import DEMO_MODEL, iou
 from streamsam.errors import StreamSamError
@@ -136,11 +137,13 @@ def golden_sequences(frames_limit: int):
 
 def markdown(results: list[dict], command: str) -> str:
     lines = ["# Reduced precision: mask accuracy against FP32 ONNX Runtime", "",
-             f"Command: `{command}`. Machine: {platform.machine()} {platform.processor() or ''}, "
+             f"Command: `{command}`. Machine: {platform.machine()}, {cpu_model_name()}, "
              f"CPU flags with BF16: {'yes' if 'avx512_bf16' in open('/proc/cpuinfo').read() else 'no'}. "
              "Per-frame mask IoU at the source resolution, min and mean over frames per object; score sign "
              "agreement is the share of frames where the object-score sign (visible or not) equals FP32's. "
-             "Official weights are not measured here (no downloads).", "",
+             "Official weights are not measured here (no downloads). Seeded random weights give mask "
+             "logits near zero, where any rounding flips pixels (the reduced config's FP16 figures show the "
+             "same), so their low IoUs measure that fragility as much as the quantization.", "",
              "| sequence | frames | variant | per object: min IoU / mean IoU / sign agreement |", "| --- | --- | --- | --- |"]
     for r in results:
         for label, v in r["variants"].items():
