@@ -125,3 +125,12 @@ def test_a_precision_with_a_backend_passed_in_is_refused():
 def test_quantize_on_a_folder_without_graphs_says_what_it_expected(tmp_path, capsys):
     assert cli_main(["quantize", "--onnx-dir", str(tmp_path)]) == 1
     assert "expected a folder written by `streamsam export`" in capsys.readouterr().err
+
+
+def test_track_command_runs_int8_on_openvino(demo_int8, tmp_path, capsys):
+    video, clip, _ = demo_clip()
+    masks = tmp_path / "masks.jsonl"
+    x, y = clip["clicks"][0]["point"]
+    assert cli_main(["track", "--source", str(video), "--point", f"{x},{y}", "--onnx-dir", str(demo_int8), "--precision", "int8",
+                     "--backend", "openvino", "--threads", "1", "--max-frames", "3", "--out", str(masks)]) == 0
+    assert len(masks.read_text().splitlines()) == 3
