@@ -14,8 +14,8 @@ from typing import Mapping, Protocol, Sequence
 import numpy as np
 
 from .contracts import GraphContract
-from .errors import StreamSamError, require
-from .manifest import Manifest, read_manifest
+from .errors import InputError, StreamSamError, require
+from .manifest import GraphFile, Manifest, read_manifest
 
 
 class Backend(Protocol):
@@ -46,12 +46,15 @@ def check_arrays(contract: GraphContract, arrays: Mapping[str, np.ndarray], io: 
             raise StreamSamError(f"{contract.name}.{spec.name} | received a non-contiguous array; expected C-contiguous")
 
 
-def as_backend(graphs) -> tuple[Backend, bool]:
-    """A session's backend: the one passed in (its owner closes it), or ONNX Runtime on the CPU
-    over a folder written by `streamsam export` (the session closes it). Returns (backend, owned)."""
+def as_backend(graphs, precision: str = "fp32") -> tuple[Backend, bool]:
+    """A session's backend: the one passed in (its owner closes it), or `open_backend` over a folder
+    written by `streamsam export` (the session closes it). Returns (backend, owned)."""
     if hasattr(graphs, "run"):
+        if precision != "fp32":
+            raise InputError(f"precision | received {precision!r} with a Backend passed in; expected a graphs folder "
+                             "(or open the backend with open_backend(folder, precision=...))")
         return graphs, False
-    return OnnxRuntimeBackend(graphs), True
+    return open_backend(graphs, precision), True
 
 
 class OnnxRuntimeBackend:
@@ -59,9 +62,11 @@ class OnnxRuntimeBackend:
 
     `providers` defaults to the CPU; pass e.g. ["CUDAExecutionProvider", "CPUExecutionProvider"] with
     onnxruntime-gpu. `threads` sets intra-op threads (None: ONNX Runtime's default, all cores).
+    `files` replaces some graphs' manifest entries (the INT8 image encoder: Manifest.int8_graphs).
     """
 
-    def __init__(self, onnx_dir: str | Path, providers: Sequence[str] | None = None, threads: int | None = None) -> None:
+    def __init__(self, onnx_dir: str | Path, providers: Sequence[str] | None = None, threads: int | None = None,
+                 files: Mapping[str, GraphFile] | None = None) -> None:
         ort = require("onnxruntime", "ort")
         self.onnx_dir = Path(onnx_dir)
         self.manifest = read_manifest(self.onnx_dir)
@@ -77,7 +82,7 @@ class OnnxRuntimeBackend:
         if threads is not None:
             options.intra_op_num_threads = threads
         self._sessions = {}
-        for name, entry in self.manifest.graphs.items():
+        for name, entry in {**self.manifest.graphs, **(files or {})}.items():
             path = self.onnx_dir / entry.file
             if not path.is_file() or path.stat().st_size != entry.size_bytes:
                 raise StreamSamError(
@@ -109,3 +114,17 @@ class OnnxRuntimeBackend:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def open_backend(graphs: str | Path, precision: str = "fp32", backend: str | None = None, threads: int | None = None) -> Backend:
+    """The one place a precision becomes a backend and its graphs (runtime/precision.py says which):
+    "fp32" (default) on ONNX Runtime, "int8" (the INT8 image encoder), "bf16" (OpenVINO). `backend`:
+    "onnxruntime" or "openvino" (None: ONNX Runtime, OpenVINO for bf16)."""
+    from .precision import choose
+
+    choice = choose(graphs, precision, backend)
+    if choice.backend == "openvino":
+        from .openvino_backend import OpenVinoBackend
+
+        return OpenVinoBackend(graphs, choice.inference_precision, threads=threads, files=choice.files)
+    return OnnxRuntimeBackend(graphs, threads=threads, files=choice.files)

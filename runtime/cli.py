@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve_command(commands)
 
+    from .quantize import add_quantize_command
+
+    add_quantize_command(commands)
+
     from streamsam.engines.cli import add_build_command  # numpy only; TensorRT loads when `build` runs
 
     add_build_command(commands)

@@ -41,7 +41,8 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from . import OnnxRuntimeBackend, StreamTracker
+    from . import StreamTracker
+    from .backend import open_backend
     from .overlay import draw_result
     from .sources import FrameSource
     from .progress import Progress
@@ -50,7 +51,7 @@ def run_demo(args: argparse.Namespace) -> int:
     model_dir = args.model or DEMO_MODEL
     video, clip, truth = demo_clip(model_dir)
     clicks = clip["clicks"]
-    tracker = StreamTracker(OnnxRuntimeBackend(model_dir, threads=args.threads), max_objects=len(clicks))
+    tracker = StreamTracker(open_backend(model_dir, args.precision, args.backend, threads=args.threads), max_objects=len(clicks))
     writer = VideoWriter(args.out, fps=clip["fps"])
     frames = min(truth.shape[0], args.max_frames or truth.shape[0])
     print(f"demo: {len(clicks)} objects clicked on frame 0 of a {truth.shape[0]}-frame generated clip "
@@ -85,6 +86,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def add_demo_command(commands) -> None:
     from .checks import positive_int
+    from .track_command import add_precision_options
 
     demo = commands.add_parser("demo", help="track the objects of a bundled clip with the bundled demo model (CPU, no download)")
     demo.add_argument("--out", default="streamsam_demo.mp4", help="the overlay video to write (default streamsam_demo.mp4)")
@@ -92,4 +94,5 @@ def add_demo_command(commands) -> None:
     demo.add_argument("--threads", type=positive_int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
     demo.add_argument("--model", type=Path, default=None,
                       help="a demo model folder written by `python -m training.package_demo --out DIR` (default: the bundled one)")
+    add_precision_options(demo)
     demo.set_defaults(run=run_demo)

@@ -25,9 +25,9 @@ class ImagePredictor:
         masks, ious, low_res = predictor.predict(point_coords=[(500, 375)], point_labels=[1])
     """
 
-    def __init__(self, graphs: str | Path | Backend, resize: str = "antialias_bilinear") -> None:
+    def __init__(self, graphs: str | Path | Backend, resize: str = "antialias_bilinear", precision: str = "fp32") -> None:
         check_resize(resize)
-        backend, self._owns_backend = as_backend(graphs)
+        backend, self._owns_backend = as_backend(graphs, precision)  # precision: "fp32", "int8", "bf16" (runtime/precision.py)
         self.pipeline = Pipeline(backend, max_objects=1, resize=resize)
         self.dims = self.pipeline.dims
         self._image_size: tuple[int, int] | None = None

@@ -35,6 +35,9 @@ class Manifest:
     versions: dict[str, str]
     # Model constants the runtime applies itself (e.g. mask_downsample for mask prompts).
     constants: dict[str, Any] = field(default_factory=dict)
+    # Optional INT8 variants written by `streamsam quantize` beside the FP32 graphs (runtime/quantize.py);
+    # max_abs_error here is against the FP32 graph on ONNX Runtime.
+    int8_graphs: dict[str, GraphFile] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     @property
@@ -82,6 +85,7 @@ def read_manifest(directory: str | Path) -> Manifest:
         opset=data["opset"],
         versions=data["versions"],
         constants=data.get("constants", {}),
+        int8_graphs={name: GraphFile(**g) for name, g in data.get("int8_graphs", {}).items()},
     )
     missing = [g for g in GRAPH_NAMES if g not in manifest.graphs]
     if missing:

@@ -102,13 +102,14 @@ class MultiStreamTracker:
         max_objects: int = 4,
         fill_hole_area: int = DEFAULT_FILL_HOLE_AREA,
         resize: str = "pil_bicubic",
+        precision: str = "fp32",
     ) -> None:
         """`graphs`: a folder written by `streamsam export`, or a Backend. `max_objects` is per
         stream: one call holds up to max_streams x max_objects rows (on TensorRT, the engines'
         objects profile must reach that, and their frames profile max_streams)."""
         self.max_streams = check_int(max_streams, "max_streams", minimum=1)
         self.max_objects, self.fill_hole_area = check_options(max_objects, fill_hole_area, resize)
-        self.backend, self._owns_backend = as_backend(graphs)
+        self.backend, self._owns_backend = as_backend(graphs, precision)  # "fp32", "int8", "bf16" (runtime/precision.py)
         try:
             self.pipeline = Pipeline(self.backend, self.max_streams * self.max_objects, resize, max_frames=self.max_streams)
         except BaseException:

@@ -210,12 +210,13 @@ class StreamTracker:
         max_objects: int = 4,
         fill_hole_area: int = DEFAULT_FILL_HOLE_AREA,
         resize: str = "pil_bicubic",
+        precision: str = "fp32",
     ) -> None:
         """`graphs`: a folder written by `streamsam export`, or a Backend. `resize`: how frames are
         brought to the model size (image_ops.RESIZE_MODES; the default is the official video
         predictor's, "fast" trades bit-parity for speed)."""
         max_objects, fill_hole_area = check_options(max_objects, fill_hole_area, resize)
-        backend, self._owns_backend = as_backend(graphs)
+        backend, self._owns_backend = as_backend(graphs, precision)  # precision: "fp32", "int8", "bf16" (runtime/precision.py)
         self.pipeline = Pipeline(backend, max_objects, resize)
         self.dims = self.pipeline.dims
         self.stream = Stream(self.pipeline, max_objects, fill_hole_area, slot=0)

@@ -57,14 +57,17 @@ def resolve_graphs(args: argparse.Namespace) -> Path:
 
 
 def open_backend(args: argparse.Namespace):
-    """TensorRT engines for --engine-dir (on an NVIDIA GPU), else ONNX Runtime on the CPU."""
+    """TensorRT engines for --engine-dir (on an NVIDIA GPU), else --backend (ONNX Runtime) on the CPU at --precision."""
     if getattr(args, "engine_dir", None):
+        if args.precision != "fp32" or args.backend:
+            raise InputError(f"--precision/--backend | received {args.precision}/{args.backend} with --engine-dir; "
+                             "expected them only for the CPU backends (TensorRT's precision is chosen by `streamsam build`)")
         from .device_backends import TensorRTBackend
 
         return TensorRTBackend(args.engine_dir, onnx_dir=args.onnx_dir)
-    from . import OnnxRuntimeBackend
+    from . import backend
 
-    return OnnxRuntimeBackend(resolve_graphs(args), threads=args.threads)
+    return backend.open_backend(resolve_graphs(args), args.precision, args.backend, threads=args.threads)
 
 
 def run_track(args: argparse.Namespace) -> int:
@@ -153,6 +156,15 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--image-size", type=int, default=1024, help="with --checkpoint: the model input size (default 1024)")
     model.add_argument("--engine-dir", help="TensorRT engines from `streamsam build` (NVIDIA GPU; --onnx-dir, if given, is checked against them)")
     model.add_argument("--threads", type=positive_int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
+    add_precision_options(model)
+
+
+def add_precision_options(group) -> None:
+    from .precision import BACKENDS, PRECISIONS
+
+    group.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                       help="fp32 (default); int8: the INT8 image encoder (`streamsam quantize` first); bf16: OpenVINO on CPUs with AVX512_BF16/AMX")
+    group.add_argument("--backend", default=None, choices=BACKENDS, help="onnxruntime (default) or openvino (pip install 'streamsam[openvino]')")
 
 
 def add_commands(commands) -> None:

@@ -84,12 +84,13 @@ class VideoPredictor:
         fill_hole_area: int = DEFAULT_FILL_HOLE_AREA,
         resize: str = "pil_bicubic",
         tracked_memories: bool = True,
+        precision: str = "fp32",
     ) -> None:
         """`tracked_memories=False`: frames read only the prompted frames' memories and pointers
         (the memory-off ablation training/evaluate.py measures)."""
         max_objects, fill_hole_area = check_options(max_objects, fill_hole_area, resize)
         tracked_memories = check_flag(tracked_memories, "tracked_memories")
-        backend, self._owns_backend = as_backend(graphs)
+        backend, self._owns_backend = as_backend(graphs, precision)  # precision: "fp32", "int8", "bf16" (runtime/precision.py)
         self.pipeline = Pipeline(backend, max_objects, resize)
         self.dims = self.pipeline.dims
         self.rule = SelectionRule(self.dims.num_maskmem, max_prompted=self.dims.max_prompted_frames, tracked_memories=tracked_memories)
