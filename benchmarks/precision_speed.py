@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
+    load_at_start = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         graphs = Path(tmp)
         export_seeded(args.config, args.image_size, graphs)
@@ -92,12 +93,13 @@ def main(argv: list[str] | None = None) -> dict:
         row["frame_vs_fp32"] = row["frame_ms"] / base["frame_ms"]
         row["image_encoder_vs_fp32"] = row["image_encoder_ms"] / base["image_encoder_ms"]
     command = "python -m benchmarks precision_speed" + (" " + " ".join(argv) if argv else "")
-    result = {"command": command, "cpu": cpu_model_name(), "load_average_at_end": os.getloadavg(), "config": args.config,
+    result = {"command": command, "cpu": cpu_model_name(), "load_average_at_start": load_at_start, "load_average_at_end": os.getloadavg(), "config": args.config,
               "image_size": args.image_size, "frames": args.frames, "warmup": args.warmup, "threads": args.threads,
               "variants": rows, "skipped": skipped}
     lines = [f"# Per-frame speed of each precision: {args.config} at {args.image_size}, {cpu_model_name()}", "",
              f"Command: `{command}`. Medians over {args.frames - args.warmup} tracked frames, one object, round-robin in one process; "
-             f"load average at the end {os.getloadavg()[0]:.2f}.", "",
+             f"load average (1 min) at the start {load_at_start[0]:.2f}, at the end {os.getloadavg()[0]:.2f}. "
+             "'vs FP32' is time against FP32 ONNX Runtime's (below 1: faster).", "",
              "| variant | frame ms | vs FP32 | image encoder ms | vs FP32 |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {n} | {r['frame_ms']:.1f} | {r['frame_vs_fp32']:.2f} | {r['image_encoder_ms']:.1f} | {r['image_encoder_vs_fp32']:.2f} |" for n, r in rows.items()]
     lines += [f"| {n} | skipped: {why.replace('|', '/')} | | | |" for n, why in skipped.items()]
