@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         "config": args.config, "objects": args.objects, "frame_size": [height, width], "bank_bytes": result["bank_bytes"],
     }
     RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"stream_memory_{tag}"
+    stem = RESULTS / (f"stream_memory_{tag}" if args.config == "reduced" else f"stream_memory_{args.config}_{tag}")
     stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "summary": summary, **result}, indent=1))
     lines = [f"# StreamTracker over {args.frames} frames ({args.config}, {args.objects} objects, {height}x{width}, ONNX Runtime CPU)", "",
              f"Command: `{meta['command']}`  ", f"Machine: {machine}, {os.cpu_count()} cores; load average (1 min) {load_start[0]:.2f} at the start, "

@@ -57,16 +57,41 @@ def as_backend(graphs, precision: str = "fp32") -> tuple[Backend, bool]:
     return open_backend(graphs, precision), True
 
 
+_shared_cpu_arena = False
+
+
+def cpu_memory_options(ort, options) -> None:
+    """Hold a frame's working memory once, not once per graph and input shape.
+
+    - One CPU arena for all sessions of the process (ONNX Runtime's environment allocator): a frame
+      runs its graphs one after another, so the image encoder's activations and memory attention's
+      matrices can take turns in the same memory instead of each session keeping its own peak.
+    - No memory patterns: ONNX Runtime plans one block per distinct set of input shapes and keeps
+      every one; memory attention sees a new shape at each fill level and object count, so the
+      blocks pile up. tiny at 1024: 2.4 GB resident without these two, 1.2 GB with them, at the same
+      speed (benchmarks/results/ort_memory_*.md).
+    """
+    global _shared_cpu_arena
+    if not _shared_cpu_arena:
+        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+        ort.create_and_register_allocator(info, ort.OrtArenaCfg({}))
+        _shared_cpu_arena = True
+    options.add_session_config_entry("session.use_env_allocators", "1")
+    options.enable_mem_pattern = False
+
+
 class OnnxRuntimeBackend:
     """The four graphs of an exported folder on ONNX Runtime.
 
     `providers` defaults to the CPU; pass e.g. ["CUDAExecutionProvider", "CPUExecutionProvider"] with
     onnxruntime-gpu. `threads` sets intra-op threads (None: ONNX Runtime's default, all cores).
     `files` replaces some graphs' manifest entries (the INT8 image encoder: Manifest.int8_graphs).
+    `lean_memory` (CPU only): one arena for all sessions and no memory patterns (cpu_memory_options);
+    False keeps ONNX Runtime's own defaults, for comparison (benchmarks/ort_memory.py).
     """
 
     def __init__(self, onnx_dir: str | Path, providers: Sequence[str] | None = None, threads: int | None = None,
-                 files: Mapping[str, GraphFile] | None = None) -> None:
+                 files: Mapping[str, GraphFile] | None = None, lean_memory: bool = True) -> None:
         ort = require("onnxruntime", "ort")
         self.onnx_dir = Path(onnx_dir)
         self.manifest = read_manifest(self.onnx_dir)
@@ -81,6 +106,8 @@ class OnnxRuntimeBackend:
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
+        if lean_memory and self.providers == ["CPUExecutionProvider"]:
+            cpu_memory_options(ort, options)
         self._sessions = {}
         for name, entry in {**self.manifest.graphs, **(files or {})}.items():
             path = self.onnx_dir / entry.file

@@ -76,3 +76,14 @@ def test_multi_stream_writes_throughput_and_mask_agreement_per_stream_count(tmp_
         assert row["min_iou"] >= 0.999  # the batched step's masks are the single-stream ones
     assert "| 2 |" in json_path.with_suffix(".md").read_text()
     assert [thread_split(16, n) for n in (1, 2, 4, 8, 32)] == [16, 8, 4, 2, 1]
+
+
+def test_ort_memory_alternates_the_settings_in_fresh_processes(tmp_path):
+    assert bench_main(["ort_memory", "--config", "reduced", "--image-size", "256", "--frames", "9", "--repeats", "1",
+                       "--threads", "1", "--allow-busy", "--out", str(tmp_path)]) == 0
+    (json_path,) = tmp_path.glob("ort_memory_reduced_256_*.json")
+    sides = json.loads(json_path.read_text())["sides"]
+    assert set(sides) == {"defaults", "lean"}
+    for side in sides.values():
+        assert len(side["rss_mb_per_frame_first_run"]) == 9 and len(side["steady_ms_per_run"]) == 1
+    assert "lean (one arena, no patterns; the default)" in json_path.with_suffix(".md").read_text()
