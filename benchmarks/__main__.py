@@ -9,6 +9,7 @@
     python -m benchmarks precision_accuracy                            # INT8, OpenVINO, BF16 masks against FP32
     python -m benchmarks precision_speed                               # per-frame speed of each precision
     python -m benchmarks ort_memory                                    # ONNX Runtime's memory settings, A/B
+    python -m benchmarks attention_kernels                             # exported attention vs fused kernels
 
 Each writes JSON, markdown (and a plot where there is a curve) under benchmarks/results/, named by
 machine, with the command that made it.
@@ -19,7 +20,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("side_by_side", "stream_memory", "export_models", "memory_attention_forms", "fp16_accuracy", "multi_stream", "precision_accuracy", "precision_speed", "ort_memory")
+BENCHMARKS = ("side_by_side", "stream_memory", "export_models", "memory_attention_forms", "fp16_accuracy", "multi_stream", "precision_accuracy", "precision_speed", "ort_memory",
+              "attention_kernels")
 
 
 def main(argv: list[str]) -> int:

@@ -87,3 +87,13 @@ def test_ort_memory_alternates_the_settings_in_fresh_processes(tmp_path):
     for side in sides.values():
         assert len(side["rss_mb_per_frame_first_run"]) == 9 and len(side["steady_ms_per_run"]) == 1
     assert "lean (one arena, no patterns; the default)" in json_path.with_suffix(".md").read_text()
+
+
+def test_attention_kernels_checks_every_form_against_a_float64_reference(tmp_path):
+    assert bench_main(["attention_kernels", "--sizes", "256:640", "--threads", "1", "--repeats", "1", "--runs", "1",
+                       "--allow-busy", "--out", str(tmp_path)]) == 0
+    (json_path,) = tmp_path.glob("attention_kernels_*.json")
+    rows = json.loads(json_path.read_text())["rows"]
+    assert [r["form"] for r in rows] == ["exported", "mha_masked", "mha_flash", "attention23"]
+    for row in rows:  # the exported form and the fused kernels compute the same attention
+        assert row["max_abs_error"] < 1e-5 and row["gflops_per_s"] > 0
