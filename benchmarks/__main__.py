@@ -10,6 +10,7 @@
     python -m benchmarks precision_speed                               # per-frame speed of each precision
     python -m benchmarks ort_memory                                    # ONNX Runtime's memory settings, A/B
     python -m benchmarks attention_kernels                             # exported attention vs fused kernels
+    python -m benchmarks frame_accounting                              # a frame's ms in and outside the graphs
 
 Each writes JSON, markdown (and a plot where there is a curve) under benchmarks/results/, named by
 machine, with the command that made it.
@@ -21,7 +22,7 @@ import importlib
 import sys
 
 BENCHMARKS = ("side_by_side", "stream_memory", "export_models", "memory_attention_forms", "fp16_accuracy", "multi_stream", "precision_accuracy", "precision_speed", "ort_memory",
-              "attention_kernels")
+              "attention_kernels", "frame_accounting")
 
 
 def main(argv: list[str]) -> int:

@@ -66,6 +66,11 @@ class MovingSquares:
         span = self.size - self.side  # each object on its own slow orbit, spread over the frame
         return int(span * (0.5 + 0.4 * np.sin(0.05 * t + 2.1 * k))), int(span * (0.5 + 0.4 * np.cos(0.04 * t + 1.3 * k)))
 
+    def center(self, t: int, k: int) -> tuple[float, float]:
+        """Object k's centre on frame t (where a click on that frame lands on it)."""
+        x, y = self._corner(t, k)
+        return x + self.side / 2, y + self.side / 2
+
     def frame(self, t: int) -> np.ndarray:
         out = self.background.copy()
         for k, texture in enumerate(self.textures):

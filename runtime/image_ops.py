@@ -30,6 +30,14 @@ RESIZE_MODES = (
 )
 
 
+def import_frame_libraries(resize: str) -> None:
+    """Import the libraries the per-frame step uses (OpenCV for masks; PIL for pil_bicubic) when a
+    session opens: the first frame then pays no import (about 45 ms) and a missing one fails there."""
+    require("cv2", "video")
+    if resize == "pil_bicubic":
+        require("PIL.Image", "video")
+
+
 def preprocess_frame(frame: np.ndarray, out: np.ndarray, resize: str = "pil_bicubic") -> None:
     """Resize an H x W x 3 uint8 RGB frame to the model size and normalise it (ImageNet mean / std
     on 0..1 values, float32) into `out` [1, 3, S, S]."""

@@ -35,7 +35,7 @@ import numpy as np
 from .backend import Backend
 from .contracts import FRAMES, IMAGE_ENCODER, LABEL_PADDING, MASK_DECODER, MEMORY_ATTENTION, MEMORY_ENCODER
 from .errors import GraphError, InputError
-from .image_ops import preprocess_frame
+from .image_ops import import_frame_libraries, preprocess_frame
 from .memory_bank import NUMPY, MemorySources
 
 SLOT_POLICIES = ("filled", "capacity")
@@ -79,6 +79,7 @@ class Pipeline:
                 f"Open the session with max_streams <= {engine_frames}, or rebuild with streamsam build --max-streams {max_frames}"
             )
         self.backend, self.resize, self.max_objects, self.max_frames = backend, resize, max_objects, max_frames
+        import_frame_libraries(resize)
         self.arrays = getattr(backend, "arena", None) or NUMPY
         self.slot_policy = getattr(backend, "slot_policy", "filled")
         if self.slot_policy not in SLOT_POLICIES:

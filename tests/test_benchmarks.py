@@ -97,3 +97,18 @@ def test_attention_kernels_checks_every_form_against_a_float64_reference(tmp_pat
     assert [r["form"] for r in rows] == ["exported", "mha_masked", "mha_flash", "attention23"]
     for row in rows:  # the exported form and the fused kernels compute the same attention
         assert row["max_abs_error"] < 1e-5 and row["gflops_per_s"] > 0
+
+
+def test_frame_accounting_splits_each_frame_into_graph_calls_and_the_rest(tmp_path):
+    assert bench_main(["frame_accounting", "--config", "reduced", "--image-size", "256", "--add-at", "9", "--threads", "1",
+                       "--allow-busy", "--out", str(tmp_path)]) == 0
+    (json_path,) = tmp_path.glob("frame_accounting_reduced_256_*.json")
+    data = json.loads(json_path.read_text())
+    frames = data["frames"]
+    assert [f["objects"] for f in frames] == [0] + [1] * 9 + [2] * 10
+    for f in frames:  # graph time plus the rest is the frame
+        assert f["outside_ms"] >= 0 and abs(f["outside_ms"] + sum(f["graphs_ms"].values()) - f["ms"]) < 1e-6
+    steady = data["summary"]["steady"]
+    assert steady["1"]["frames"] == [7, 8] and steady["2"]["frames"] == [16, 17, 18, 19]
+    assert set(steady["2"]["graphs_ms"]) == {"image_encoder", "memory_attention", "mask_decoder", "memory_encoder"}
+    assert "| 2 |" in json_path.with_suffix(".md").read_text()
