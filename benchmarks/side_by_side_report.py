@@ -134,6 +134,9 @@ def per_graph_table(data: dict) -> list[str]:
     frame_flops = sum(v * (1 if g == "image_encoder" else objects) for g, v in ours["flops"].items())
     frame_ms = float(np.median(steady(records)))
     rate = frame_flops / (frame_ms / 1e3) / 1e9
+    outside = percentiles(steady(records, key=lambda r: r["ms"] - sum(r["graphs_ms"].values())))
+    lines.append(f"| outside the graph calls (resize, normalise, bank, masks) | {outside['p50']:.1f} | {outside['p90']:.1f} | "
+                 f"{outside['p99']:.1f} | | | | | | {100 * outside['p50'] / frame_ms:.1f} % of the frame |")
     lines.append(f"| **frame** ({objects} object(s), steady) | {frame_ms:.1f} | | | | | {frame_flops / 1e9:.2f} | | {rate:.1f} | {100 * rate / peak:.0f} % |")
     return lines
 
