@@ -53,9 +53,10 @@ class Settings:
 
     @property
     def stem(self) -> str:
-        """Results name: config, size, the object counts when not the default, machine."""
+        """Results name: config, size, the object counts and threads when not the defaults, machine."""
         objects = "" if self.objects == Settings.objects else "_obj" + "-".join(map(str, self.objects))
-        return f"side_by_side_{self.config}_{self.image_size}{objects}_cpu-{machine_id()}"
+        threads = "" if self.threads == Settings.threads else f"_t{self.threads}"
+        return f"side_by_side_{self.config}_{self.image_size}{objects}{threads}_cpu-{machine_id()}"
 
 
 def write_jpegs(frames: np.ndarray, folder: Path) -> np.ndarray:
