@@ -51,7 +51,8 @@ def graph_flops(model, dims, objects: int = 1) -> dict[str, int]:
     counts = {}
     for name, contract in graph_contracts(dims).items():
         wrapper = GRAPH_WRAPPERS[name](model).eval()
-        inputs = example_inputs(contract, dims, objects=objects, points=1, slots=steady)
+        # One frame: the exporter traces two to keep the frames axis symbolic, a tracked frame has one.
+        inputs = example_inputs(contract, dims, objects=objects, points=1, slots=steady, frames=1)
         args = [torch.from_numpy(inputs[n]) for n in contract.input_names]
         with torch.no_grad():
             counts[name] = flops_of(lambda: wrapper(*args))
