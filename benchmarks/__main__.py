@@ -11,6 +11,7 @@
     python -m benchmarks ort_memory                                    # ONNX Runtime's memory settings, A/B
     python -m benchmarks attention_kernels                             # exported attention vs fused kernels
     python -m benchmarks frame_accounting                              # a frame's ms in and outside the graphs
+    python -m benchmarks graph_profile                                 # each graph's ms by operator type
 
 Each writes JSON, markdown (and a plot where there is a curve) under benchmarks/results/, named by
 machine, with the command that made it.
@@ -22,7 +23,7 @@ import importlib
 import sys
 
 BENCHMARKS = ("side_by_side", "stream_memory", "export_models", "memory_attention_forms", "fp16_accuracy", "multi_stream", "precision_accuracy", "precision_speed", "ort_memory",
-              "attention_kernels", "frame_accounting")
+              "attention_kernels", "frame_accounting", "graph_profile")
 
 
 def main(argv: list[str]) -> int:

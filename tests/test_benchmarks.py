@@ -112,3 +112,14 @@ def test_frame_accounting_splits_each_frame_into_graph_calls_and_the_rest(tmp_pa
     assert steady["1"]["frames"] == [7, 8] and steady["2"]["frames"] == [16, 17, 18, 19]
     assert set(steady["2"]["graphs_ms"]) == {"image_encoder", "memory_attention", "mask_decoder", "memory_encoder"}
     assert "| 2 |" in json_path.with_suffix(".md").read_text()
+
+
+def test_graph_profile_breaks_each_graph_down_by_operator(tmp_path):
+    assert bench_main(["graph_profile", "--config", "reduced", "--image-size", "256", "--runs", "1", "--allow-busy",
+                       "--out", str(tmp_path)]) == 0
+    (json_path,) = tmp_path.glob("graph_profile_reduced_256_*.json")
+    graphs = json.loads(json_path.read_text())["graphs"]
+    assert set(graphs) == {"image_encoder", "memory_attention", "mask_decoder", "memory_encoder"}
+    for g in graphs.values():  # the operator shares account for the whole of a call's kernel time
+        assert abs(sum(o["share"] for o in g["ops"].values()) - 1) < 1e-6 and 0 < g["matrix_share"] < 1
+    assert "MatMul" in graphs["memory_attention"]["ops"] and "Conv" in graphs["image_encoder"]["ops"]
