@@ -33,7 +33,8 @@ import numpy as np
 
 from .export_models import RESULTS, cpu_model_name, machine_id
 from .flops import measured_gemm_gflops
-from .side_by_side import BUSY_LOAD
+from .ours import rss_mb
+from .side_by_side import BUSY_LOAD, refuse_busy
 
 CHANNELS = 256  # d_model: memory attention has one head of 256 channels
 FORMS = ("exported", "mha_masked", "mha_flash", "attention23")
@@ -117,11 +118,6 @@ def reference(feeds: dict, valid: np.ndarray, rows: int = 256) -> np.ndarray:
     return (weights / weights.sum(-1, keepdims=True)) @ v[valid == 1]
 
 
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
-
-
 def worker(form: str, queries: int, keys: int, threads: int, runs: int) -> dict:
     import onnxruntime
 
@@ -158,9 +154,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         print(json.dumps(worker(form, int(queries), int(keys), int(threads), int(runs))))
         return None
     sizes = SIZES if not args.sizes else tuple((s, *map(int, s.split(":"))) for s in args.sizes)
-    load_start = os.getloadavg()
-    if load_start[0] > BUSY_LOAD and not args.allow_busy:
-        sys.exit(f"load average {load_start[0]:.2f} > {BUSY_LOAD}: the machine is busy; time it alone (or --allow-busy)")
+    load_start = refuse_busy(args.allow_busy)
     gemm = {threads: measured_gemm_gflops(threads) for threads in args.threads}
     rows = []
     for threads in args.threads:

@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from .export_models import RESULTS, cpu_model_name, machine_id
-from .ours import FULL_FILL, MovingSquares, TimedBackend, rss_mb
-from .side_by_side import BUSY_LOAD
+from .ours import export_seeded_apart, FULL_FILL, MovingSquares, TimedBackend, rss_mb
+from .side_by_side import BUSY_LOAD, refuse_busy
 
 
 def steady(records: list[dict], objects: int, first: int) -> list[dict]:
@@ -117,17 +117,12 @@ def main(argv: list[str] | None = None) -> dict | None:
     if args.worker:
         print(json.dumps(run_stream(args.onnx_dir, args.image_size, args.threads, args.add_at, frames)))
         return None
-    load_start = os.getloadavg()
-    if load_start[0] > BUSY_LOAD and not args.allow_busy:
-        sys.exit(f"load average {load_start[0]:.2f} > {BUSY_LOAD}: the machine is busy; time it alone (or --allow-busy)")
+    load_start = refuse_busy(args.allow_busy)
     root = Path(__file__).resolve().parent.parent
     with tempfile.TemporaryDirectory() as tmp:
         onnx_dir = args.onnx_dir
         if onnx_dir is None:
-            onnx_dir = Path(tmp)
-            subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from benchmarks.ours import export_seeded; "
-                            "export_seeded(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]))", args.config,
-                            str(args.image_size), str(onnx_dir)], check=True, cwd=root)
+            onnx_dir = export_seeded_apart(args.config, args.image_size, Path(tmp))
         out = subprocess.run([sys.executable, "-m", "benchmarks.frame_accounting", "--worker", "--onnx-dir", str(onnx_dir),
                               "--image-size", str(args.image_size), "--threads", str(args.threads), "--add-at", str(args.add_at)],
                              check=True, capture_output=True, text=True, cwd=root)

@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -26,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from .export_models import RESULTS, cpu_model_name, machine_id
-from .ours import FULL_FILL, MovingSquares
-from .side_by_side import BUSY_LOAD
+from .ours import export_seeded_apart, FULL_FILL, MovingSquares
+from .side_by_side import BUSY_LOAD, refuse_busy
 
 MATRIX_OPS = {"MatMul", "Gemm", "Conv", "FusedMatMul", "FusedConv", "FusedGemm", "ConvTranspose", "MatMulNBits",
               "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul"}
@@ -103,17 +101,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--allow-busy", action="store_true", help=f"run although the 1-minute load average is above {BUSY_LOAD}")
     args = p.parse_args(argv)
-    load_start = os.getloadavg()
-    if load_start[0] > BUSY_LOAD and not args.allow_busy:
-        sys.exit(f"load average {load_start[0]:.2f} > {BUSY_LOAD}: the machine is busy; time it alone (or --allow-busy)")
-    root = Path(__file__).resolve().parent.parent
+    load_start = refuse_busy(args.allow_busy)
     with tempfile.TemporaryDirectory() as tmp:
         onnx_dir = args.onnx_dir
         if onnx_dir is None:
-            onnx_dir = Path(tmp) / "graphs"
-            subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from benchmarks.ours import export_seeded; "
-                            "export_seeded(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]))", args.config,
-                            str(args.image_size), str(onnx_dir)], check=True, cwd=root)
+            onnx_dir = export_seeded_apart(args.config, args.image_size, Path(tmp) / "graphs")
         from streamsam.manifest import read_manifest
 
         manifest = read_manifest(onnx_dir)

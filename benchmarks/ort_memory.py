@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .export_models import RESULTS, cpu_model_name, machine_id
-from .side_by_side import BUSY_LOAD
+from .side_by_side import BUSY_LOAD, refuse_busy
 
 STEADY_FROM = 8  # frames 0-7 fill the bank (the click's memory, then six recent ones)
 
@@ -73,9 +73,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         return worker(args)
     if args.frames <= STEADY_FROM:
         p.error(f"--frames must exceed {STEADY_FROM}: the frames from {STEADY_FROM} on are at 7 memories")
-    load_start = os.getloadavg()
-    if load_start[0] > BUSY_LOAD and not args.allow_busy:
-        sys.exit(f"load average {load_start[0]:.2f} > {BUSY_LOAD}: the machine is busy; time it alone (or --allow-busy)")
+    load_start = refuse_busy(args.allow_busy)
     runs = {"defaults": [], "lean": []}
     with tempfile.TemporaryDirectory() as tmp:
         onnx_dir = args.onnx_dir

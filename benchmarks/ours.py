@@ -150,6 +150,17 @@ def percentiles(values) -> dict[str, float]:
             "p99": float(np.percentile(values, 99)), "mean": float(values.mean()), "n": int(values.size)}
 
 
+def export_seeded_apart(config: str, image_size: int, out: Path) -> Path:
+    """export_seeded in a fresh interpreter: torch and the exporter stay out of this process's memory."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from benchmarks.ours import export_seeded; "
+                    "export_seeded(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]))", config, str(image_size), str(out)],
+                   check=True, cwd=Path(__file__).resolve().parent.parent)
+    return out
+
+
 def export_seeded(config: str, image_size: int, out: Path) -> tuple[dict, float, dict]:
     """Export `config` at `image_size` from seeded random weights; returns the official-format
     state dict, the export's seconds (onnx.checker and the ONNX Runtime check included), and the

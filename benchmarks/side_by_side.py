@@ -37,6 +37,14 @@ OFFICIAL_SIDE = Path(__file__).resolve().parent / "official_side.py"
 # figures would be a share of it, not its speed (refused unless --allow-busy, and flagged then).
 BUSY_LOAD = 0.75
 
+
+def refuse_busy(allow_busy: bool) -> tuple[float, float, float]:
+    """The load average at the start; exits when the machine is busy, unless allowed."""
+    load = os.getloadavg()
+    if load[0] > BUSY_LOAD and not allow_busy:
+        sys.exit(f"load average {load[0]:.2f} > {BUSY_LOAD}: the machine is busy; time it alone (or --allow-busy)")
+    return load
+
 @dataclass(frozen=True)
 class Settings:
     config: str = "sam2.1_hiera_tiny"
